@@ -15,6 +15,7 @@ import contextlib
 import gzip
 import hashlib
 import http.client
+import math
 import os
 import struct
 import urllib.request
@@ -135,11 +136,13 @@ class Dataset:
             raise ValueError(f'batch_size must be at least 1, got {batch_size}')
         if rng is not None and not isinstance(rng, np.random.Generator):
             raise TypeError(f'rng must be a numpy.random.Generator or None, got {type(rng).__name__}')
-        count = len(self.data)
-        order = np.arange(count) if rng is None else rng.permutation(count)
-        for start in range(0, count, batch_size):
-            # A slice is a view, far cheaper than fancy indexing in stored order.
-            batch = slice(start, start + batch_size) if rng is None else order[start:start + batch_size]
+        # Checked above, served below: a bad argument fails at the call, not at the first batch.
+        return self._batches(batch_size, None if rng is None else rng.permutation(len(self.data)))
+
+    def _batches(self, batch_size, order):
+        for start in range(0, len(self.data), batch_size):
+            # Stored order takes slices, views that are far cheaper than fancy indexing.
+            batch = slice(start, start + batch_size) if order is None else order[start:start + batch_size]
             images = self.data[batch].astype(np.float32) / np.float32(self.max_value) - np.float32(0.5)
             one_hot = None if self.labels is None else self._one_hot_rows[self.label_indices[batch]]
             yield images, one_hot
@@ -282,16 +285,16 @@ def _hdw_pixels(array, path):
         array = array[..., 0]
     if array.ndim != 3 or array.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
         raise DataError(f'{path}: expected 28x28 images (N, 28, 28), got shape {array.shape}')
-    if array.dtype == np.uint8:
-        return array[..., np.newaxis]
-    if not np.issubdtype(array.dtype, np.number):
+    if not np.issubdtype(array.dtype, np.integer) and not np.issubdtype(array.dtype, np.floating):
         raise DataError(f'{path}: expected numeric pixels, got dtype {array.dtype}')
-    if np.issubdtype(array.dtype, np.floating) and array.max() <= 1:
-        array = array * 255
-    if array.min() < 0 or array.max() > 255:
-        raise DataError(f'{path}: pixel values must lie in 0-255 (or 0-1), got '
-                        f'{array.min()}..{array.max()}')
-    return np.rint(array).astype(np.uint8)[..., np.newaxis]
+    if array.dtype != np.uint8:
+        if np.issubdtype(array.dtype, np.floating) and array.max() <= 1:
+            array = array * 255
+        if not (np.isfinite(array).all() and array.min() >= 0 and array.max() <= 255):
+            raise DataError(f'{path}: pixel values must be finite and lie in 0-255 (or 0-1), '
+                            f'got {array.min()}..{array.max()}')
+        array = np.rint(array).astype(np.uint8)
+    return array[..., np.newaxis]
 
 
 def _check_split(split):
@@ -335,8 +338,8 @@ def _read_idx(path, dimensions):
         raise DataError(f'{path}: IDX magic number 0x{magic:08x}, expected '
                         f'0x{expected_magic:08x} (uint8, {dimensions} dimensions)')
     payload_size = len(raw) - header_size
-    if payload_size != np.prod(shape):
-        raise DataError(f'{path}: header says shape {tuple(shape)} ({np.prod(shape)} bytes) '
+    if payload_size != math.prod(shape):
+        raise DataError(f'{path}: header says shape {tuple(shape)} ({math.prod(shape)} bytes) '
                         f'but the file holds {payload_size} bytes of data')
     return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(shape).copy()
 
@@ -346,7 +349,10 @@ def _cache_root():
 
 
 def _find_files(name, file_names, data_dir, emnist_subset=None):
-    """The paths of a dataset's files, downloading missing ones where that is allowed."""
+    """The paths of a dataset's files, downloading missing ones where that is allowed.
+
+    For EMNIST a download of NIST's zip extracts all the files of `emnist_subset`.
+    """
     offline_root = os.environ.get('CGAN_DATA_DIR')
     if data_dir is not None:
         folder = Path(data_dir)

@@ -155,7 +155,7 @@ def test_bad_dataset_arguments_are_named(data, labels, options, error, fragment)
 def test_bad_batch_arguments_are_named(batch_size, rng, error, fragment):
     dataset = Dataset(random_images(3), [0, 1, 2], channels=1)
     with pytest.raises(error, match=fragment):
-        next(dataset.get_batches(batch_size, rng))
+        dataset.get_batches(batch_size, rng)
 
 
 def test_label_planes_reject_vectors_of_the_wrong_width():
@@ -337,7 +337,9 @@ def test_missing_hdw_files_say_where_to_get_them(tmp_path):
     (random_images(3, size=20), np.zeros((3, 2)), r'expected 28x28 images .* got shape \(3, 20, 20\)'),
     (random_images(3), np.zeros((2, 2)), r'expected one row per image \(3 rows\)'),
     (random_images(3), np.array([[1.5], [2], [3]]), 'whole-number digit labels'),
-    (np.full((1, 28, 28), 300.0), np.zeros((1, 1)), r'must lie in 0-255 \(or 0-1\), got 300.0..300.0'),
+    (np.full((1, 28, 28), 300.0), np.zeros((1, 1)), r'must be finite and lie in 0-255 \(or 0-1\), got 300.0..300.0'),
+    (np.full((1, 28, 28), np.nan), np.zeros((1, 1)), 'must be finite'),
+    (np.full((1, 28, 28), 'x'), np.zeros((1, 1)), 'expected numeric pixels, got dtype <U1'),
     (np.array([None] * 3, dtype=object), np.zeros((3, 1)), 'not a readable .npy array'),
 ])
 def test_bad_hdw_files_are_named_with_their_problem(tmp_path, images, info, fragment):
