@@ -1,0 +1,145 @@
+"""The instance's first-boot script (EC2 user data): install, train, copy to S3, power off."""
+
+import re
+import shlex
+
+WORK_DIR = "/opt/cgan"
+
+# Python for the project (TensorFlow 2.21 and numpy 2.4 need Python >= 3.11 and glibc >=
+# 2.27), from AWS's mirror of Docker's official images, so that the pull is not rate-limited.
+PYTHON_IMAGE = "public.ecr.aws/docker/library/python:3.12-slim-bookworm"
+JUPYTERLAB = "jupyterlab==4.6.6"
+
+# Training stops this long before --max-hours, to leave time for the last copy to S3.
+UPLOAD_MARGIN_MINUTES = 10
+
+TEMPLATE = r"""#!/bin/bash
+# First boot of a cgan training instance, written by `python -m aws launch`.
+#
+# The Deep Learning AMI brings the NVIDIA driver, Docker and NVIDIA's container toolkit; the
+# project runs in a Python container on top, whatever the AMI's own Python and glibc. The
+# script trains one recipe, copies the run folder to S3 as it goes, then powers the machine
+# off. The instance terminates on shutdown, so it stops costing money whether training
+# ends, fails, or runs into the time limit.
+set -euo pipefail
+
+readonly RUN_URI={{run_uri}}
+readonly PROJECT_URI={{project_uri}}
+readonly DATA_URI={{data_uri}}
+readonly RECIPE={{recipe}}
+readonly IMAGE={{image}}
+readonly WORK={{work_dir}}
+readonly MAX_MINUTES={{max_minutes}}
+readonly SYNC_SECONDS={{sync_seconds}}
+readonly TRAIN_ARGS=({{train_args}})
+export AWS_DEFAULT_REGION={{region}}
+
+readonly LOGS="$WORK/logs"
+
+upload_run() {
+    aws s3 sync --only-show-errors "$WORK/runs/$RECIPE" "$RUN_URI/output/$RECIPE"
+    aws s3 sync --only-show-errors "$LOGS" "$RUN_URI/logs"
+}
+
+report() {  # the state that `python -m aws status` shows
+    echo "$1" > "$LOGS/state"
+    echo "$(date -u +%FT%TZ) $1"
+    aws s3 cp --only-show-errors "$LOGS/state" "$RUN_URI/logs/state"
+}
+
+upload_every_few_minutes() {
+    while sleep "$SYNC_SECONDS"; do
+        upload_run || echo "copying to S3 failed; trying again in $SYNC_SECONDS s"
+    done
+}
+
+finish() {
+    local status=$?
+    set +e
+    trap - EXIT
+    [ -n "$UPLOADER" ] && kill "$UPLOADER"
+    docker stop cgan-train cgan-jupyter > /dev/null 2>&1
+    case "$status" in
+        0) report "finished" ;;
+        124) report "stopped at the --max-hours limit" ;;
+        *) report "failed with exit status $status: see python -m aws logs" ;;
+    esac
+    upload_run
+    shutdown -h now
+}
+UPLOADER=""
+trap finish EXIT
+
+mkdir -p "$WORK/src" "$WORK/data" "$WORK/runs/$RECIPE" "$LOGS"
+exec >> "$LOGS/bootstrap.log" 2>&1
+# The hard limit comes first, so that nothing below can keep the machine up past it.
+shutdown -h "+$MAX_MINUTES"
+readonly TRAIN_DEADLINE=$(( $(date +%s) + (MAX_MINUTES - {{upload_margin}}) * 60 ))
+
+report "installing"
+nvidia-smi  # without a GPU, training would cost GPU prices for days: stop here
+systemctl start docker
+aws s3 cp --only-show-errors "$PROJECT_URI" - | tar -xz -C "$WORK/src"
+if [ -n "$DATA_URI" ]; then
+    aws s3 sync --only-show-errors "$DATA_URI" "$WORK/data"
+fi
+
+# Both containers see the GPU and the work folder; TensorFlow takes GPU memory as it needs
+# it, so that a notebook can share the GPU with training.
+readonly IN_CONTAINER=(docker run --gpus all --env TF_FORCE_GPU_ALLOW_GROWTH=true
+                       --volume "$WORK:$WORK" --workdir "$WORK/src")
+"${IN_CONTAINER[@]}" --rm "$IMAGE" python -m venv "$WORK/venv"
+"${IN_CONTAINER[@]}" --rm "$IMAGE" "$WORK/venv/bin/pip" install --quiet \
+    --editable . "tensorflow[and-cuda]" {{jupyterlab}}
+
+# Jupyter listens on the instance's loopback only: `python -m aws jupyter` tunnels to it.
+openssl rand -hex 24 > "$WORK/jupyter-token"
+chmod 600 "$WORK/jupyter-token"
+"${IN_CONTAINER[@]}" --detach --name cgan-jupyter --publish 127.0.0.1:8888:8888 "$IMAGE" \
+    "$WORK/venv/bin/jupyter" lab --ip=0.0.0.0 --port=8888 --no-browser --allow-root \
+    --ServerApp.root_dir="$WORK" --IdentityProvider.token="$(cat "$WORK/jupyter-token")"
+
+report "training"
+upload_every_few_minutes &
+UPLOADER=$!
+train_seconds=$(( TRAIN_DEADLINE - $(date +%s) ))
+if [ "$train_seconds" -le 0 ]; then
+    exit 124
+fi
+timeout "$train_seconds" "${IN_CONTAINER[@]}" --rm --name cgan-train "$IMAGE" \
+    "$WORK/venv/bin/python" "run_$RECIPE.py" "${TRAIN_ARGS[@]}" > "$LOGS/train.log" 2>&1
+"""
+
+
+def training_arguments(flags, work_dir=WORK_DIR, with_data=False):
+    """The run_<recipe>.py command line: the user's flags, and folders on the instance."""
+    arguments = ["--out-dir", f"{work_dir}/runs"]
+    if with_data:
+        arguments += ["--data-dir", f"{work_dir}/data"]
+    for name, value in flags.items():
+        option = "--" + name.replace("_", "-")
+        if value is True:
+            arguments.append(option)
+        elif value not in (None, False):
+            arguments += [option, str(value)]
+    return arguments
+
+
+def render_user_data(*, run_uri, project_uri, data_uri, recipe, train_args, max_hours,
+                     region, work_dir=WORK_DIR, sync_seconds=300):
+    values = {
+        "run_uri": run_uri,
+        "project_uri": project_uri,
+        "data_uri": data_uri or "",
+        "recipe": recipe,
+        "image": PYTHON_IMAGE,
+        "work_dir": work_dir,
+        "max_minutes": str(round(max_hours * 60)),
+        "sync_seconds": str(sync_seconds),
+        "region": region,
+        "upload_margin": str(UPLOAD_MARGIN_MINUTES),
+        "jupyterlab": JUPYTERLAB,
+    }
+    quoted = {name: shlex.quote(value) for name, value in values.items()}
+    quoted["train_args"] = " ".join(shlex.quote(argument) for argument in train_args)
+    return re.sub(r"\{\{(\w+)\}\}", lambda match: quoted[match.group(1)], TEMPLATE)

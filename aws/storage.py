@@ -1,0 +1,91 @@
+"""Files between the laptop and S3: the project going up, the run folder coming back."""
+
+import os
+import tarfile
+from pathlib import Path
+
+from .cloud import CloudError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# What training on the instance does not need, or what would make the upload huge.
+SKIPPED_DIRECTORIES = {"__pycache__", "runs", "build", "node_modules"}
+MAX_PROJECT_MB = 20
+
+
+def project_files(root=PROJECT_ROOT, skip=None):
+    """The project's source files: no hidden folders, virtualenvs, outputs or data."""
+    skip = Path(skip).resolve() if skip else None
+    files = []
+    for directory, subdirectories, names in os.walk(root):
+        subdirectories[:] = sorted(name for name in subdirectories
+                                   if not _skipped(Path(directory) / name, skip))
+        files += [Path(directory, name).relative_to(root) for name in sorted(names)
+                  if not name.startswith(".") and not name.endswith(".pyc")]
+    return files
+
+
+def _skipped(directory, data_dir):
+    return (directory.name.startswith(".")
+            or directory.name in SKIPPED_DIRECTORIES
+            or directory.name.endswith(".egg-info")
+            or (directory / "pyvenv.cfg").exists()
+            or directory.resolve() == data_dir)
+
+
+def pack_project(archive, root=PROJECT_ROOT, skip=None):
+    """Writes the project as a .tar.gz and returns how many files it holds."""
+    if not (root / "pyproject.toml").exists():
+        raise CloudError(f"{root} is not the cgan project (it has no pyproject.toml).")
+    files = project_files(root, skip)
+    with tarfile.open(archive, "w:gz") as tar:
+        for relative in files:
+            tar.add(root / relative, arcname=str(relative))
+    megabytes = Path(archive).stat().st_size / 1e6
+    if megabytes > MAX_PROJECT_MB:
+        raise CloudError(
+            f"The project packs to {megabytes:.0f} MB, more than the {MAX_PROJECT_MB} MB "
+            "its code needs: is a data or output folder inside it? Move it out, or pass "
+            "it as --data-dir."
+        )
+    return len(files)
+
+
+def upload_folder(cloud, folder, bucket, prefix):
+    """Uploads a folder under prefix/, skipping files already there with the same size."""
+    folder = Path(folder)
+    present = {item["Key"]: item["Size"] for item in list_objects(cloud, bucket, prefix)}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        key = f"{prefix}/{path.relative_to(folder).as_posix()}"
+        if present.get(key) != path.stat().st_size:
+            cloud.upload_file(path, bucket, key, what=str(path))
+
+
+def list_objects(cloud, bucket, prefix):
+    """Every object under prefix/ (none in a dry run)."""
+    if cloud.dry_run:
+        cloud.show("s3.list_objects_v2", {"Bucket": bucket, "Prefix": f"{prefix}/"})
+        return []
+    pages = cloud.client("s3").get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=f"{prefix}/")
+    return [item for page in pages for item in page.get("Contents", [])]
+
+
+def download_folder(cloud, bucket, prefix, folder):
+    """Downloads every object under prefix/ into folder, keeping the layout. Returns them."""
+    paths = []
+    for item in list_objects(cloud, bucket, prefix):
+        path = Path(folder) / item["Key"][len(prefix) + 1:]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cloud.download_file(bucket, item["Key"], path)
+        paths.append(path)
+    return paths
+
+
+def read_text(cloud, bucket, key):
+    """An object's text, or None if it is not there (yet)."""
+    try:
+        body = cloud.call("s3", "get_object", Bucket=bucket, Key=key)["Body"]
+    except cloud.client("s3").exceptions.NoSuchKey:
+        return None
+    return body.read().decode("utf-8", errors="replace")
