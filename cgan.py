@@ -65,7 +65,7 @@ class CGan:
         self.seed = seed
         self.max_to_keep = max_to_keep      # checkpoints kept in the model folder
         self.model_dir = os.path.join(os.path.abspath(out_dir or os.getcwd()), generator_name)
-        self.classes = list(dataset.classes) if dataset.labels is not None else []
+        self.classes = [] if dataset.labels is None else np.asarray(dataset.classes).tolist()
         self.image_shape = (height, width, channels)
         self.max_value = dataset.max_value
         self.cmap = 'gray' if channels == 1 else None
@@ -146,16 +146,13 @@ class CGan:
     def loss(self, input_real, input_z, labels):
         """Discriminator and generator losses, and the fake images they judge.
 
-        One-sided label smoothing: the discriminator aims at 1 - smooth for real images, 0 for
-        fakes; the generator wants its fakes called real (1).
+        The discriminator judges real and fake images each with their labels.
         """
         fake_images = self.generator(input_z)
         _, real_logits = self.discriminator(input_real, labels)
         _, fake_logits = self.discriminator(fake_images, labels)
-        d_loss = (sigmoid_cross_entropy(real_logits, 1.0 - self.smooth)
-                  + sigmoid_cross_entropy(fake_logits, 0.0))
-        g_loss = sigmoid_cross_entropy(fake_logits, 1.0)
-        return d_loss, g_loss, fake_images
+        return (discriminator_loss(real_logits, fake_logits, self.smooth),
+                generator_loss(fake_logits), fake_images)
 
     def optimization(self, d_loss, fake_images, labels, learning_rate):
         """One training step as a single op: the D update, then the G update.
@@ -175,8 +172,7 @@ class CGan:
             d_train = tf1.train.AdamOptimizer(learning_rate, self.beta1).minimize(
                 d_loss, var_list=d_vars)
         with tf.control_dependencies([d_train]):
-            _, fake_logits = self.discriminator(fake_images, labels)
-            g_loss = sigmoid_cross_entropy(fake_logits, 1.0)
+            g_loss = generator_loss(self.discriminator(fake_images, labels)[1])
             g_train = tf1.train.AdamOptimizer(learning_rate, self.beta1).minimize(
                 g_loss, var_list=g_vars, global_step=global_step)
         return g_train, g_loss
@@ -193,12 +189,10 @@ class CGan:
             # Built once here, not at every sample grid (the original's graph grew all along).
             sample_z = tf1.placeholder(tf.float32, (None, self.z_dim + self.num_classes))
             samples = self.generator(sample_z, training=False)
-            is_finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v))
-                                       for v in tf1.trainable_variables()])
             net = TrainingGraph(
                 graph=graph, real_images_uint8=real_images_uint8, class_index=class_index,
                 learning_rate=learning_rate, train_step=train_step, d_loss=d_loss,
-                g_loss=g_loss, sample_z=sample_z, samples=samples, is_finite=is_finite,
+                g_loss=g_loss, sample_z=sample_z, samples=samples,
                 saver=tf1.train.Saver(max_to_keep=self.max_to_keep),
                 global_step=tf1.train.get_global_step(),
                 generator_variables=generator_variables(graph),
@@ -215,8 +209,9 @@ class CGan:
         Every `save_every_n` steps a sample grid is written (and shown in Jupyter) and both
         networks are checkpointed in `self.model_dir`. `resume=True` continues from the
         latest checkpoint at its step; Ctrl-C saves a checkpoint and returns. `max_steps`
-        stops early (a quick look). A non-finite loss stops training with an error; the
-        latest checkpoint is then the last good one.
+        stops early (a quick look). A non-finite loss stops training with an error, before
+        any checkpoint of that step: the latest one is the last good one (the G loss is read
+        after the D update, so weights that blew up show in the step that blew them up).
         """
         if self.dataset is None:
             raise ValueError("this CGan has no dataset (it was loaded from a pickle or a "
@@ -265,13 +260,9 @@ class CGan:
         try:
             while step < total_steps:
                 epoch, batch_in_epoch = divmod(step, steps_per_epoch)
-                # A new order every epoch (the original kept one order); seeded by the epoch,
-                # so a resumed run sees the batches an uninterrupted one would have.
-                order = np.random.default_rng([shuffle_seed, epoch]).permutation(len(images))
-                for start in range(batch_in_epoch * self.batch_size, len(images), self.batch_size):
+                for batch in self.epoch_batches(epoch, shuffle_seed)[batch_in_epoch:]:
                     if step >= total_steps:
                         break
-                    batch = order[start:start + self.batch_size]
                     feed = {net.real_images_uint8: images[batch],
                             net.learning_rate: self.learning_rate}
                     if self.num_classes:
@@ -300,15 +291,22 @@ class CGan:
         finally:
             progress.close()
 
+    def epoch_batches(self, epoch, shuffle_seed):
+        """The batches of one epoch, as index arrays into the dataset.
+
+        A new order every epoch (the original kept one order all along), drawn from the seed
+        and the epoch number, so a resumed run sees the batches an uninterrupted one would.
+        """
+        order = np.random.default_rng([shuffle_seed, epoch]).permutation(len(self.dataset.data))
+        return [order[start:start + self.batch_size]
+                for start in range(0, len(order), self.batch_size)]
+
     def _save(self, session, net, step):
         """Checkpoint both networks and their optimizers, and keep the generator's weights.
 
         tf.train.Saver writes the new files first and points the `checkpoint` file at them
         last (an atomic rename), so a crash mid-save leaves the previous checkpoint latest.
         """
-        if not session.run(net.is_finite):
-            raise FloatingPointError(f"weights are not finite at step {step}: not saved over "
-                                     f"the last good checkpoint in {self.model_dir}")
         net.saver.save(session, os.path.join(self.model_dir, self.generator_name),
                        global_step=step, write_meta_graph=False)
         self.generator_weights = dict(zip(net.generator_variables.keys(),
@@ -340,12 +338,12 @@ class CGan:
 
     # ------------------------------------------------------------- generating
 
-    def generate_new(self, target_class=-1, rows=5, cols=5, plot=True):
+    def generate_new(self, target_class=-1, rows=5, cols=5, plot=True, seed=None):
         """`rows * cols` new images (n, H, W, C) in [-1, 1].
 
         `target_class` is a class value: all images of that class. -1 covers the classes in
         order, one class per row, starting again from the first class when there are more
-        rows than classes. An unconditional model ignores `target_class`.
+        rows than classes. An unconditional model ignores `target_class`. `seed` fixes z.
         """
         if rows < 1 or cols < 1:
             raise ValueError(f"rows and cols must be at least 1; got rows={rows}, cols={cols}")
@@ -353,7 +351,7 @@ class CGan:
             classes = self._grid_layout(rows, cols)
         else:
             classes = np.full(rows * cols, self.class_position(target_class))
-        z = self._sample_inputs(classes, np.random.default_rng())
+        z = self._sample_inputs(classes, np.random.default_rng(seed))
         images = self._generation_session().run(z)
         if plot:
             self.plot_images(images, cols)
@@ -597,6 +595,17 @@ def conv_block(x, filters, strides, alpha, training, conv_name, batch_norm_name)
                                    batch_norm_name)
 
 
+def discriminator_loss(real_logits, fake_logits, smooth):
+    """Real images aimed at 1 - smooth (one-sided label smoothing), fakes at 0."""
+    return (sigmoid_cross_entropy(real_logits, 1.0 - smooth)
+            + sigmoid_cross_entropy(fake_logits, 0.0))
+
+
+def generator_loss(fake_logits):
+    """The generator wants its fakes called real."""
+    return sigmoid_cross_entropy(fake_logits, 1.0)
+
+
 def sigmoid_cross_entropy(logits, target):
     return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
         logits=logits, labels=tf.fill(tf.shape(logits), target)))
@@ -644,11 +653,18 @@ def read_generator_weights(checkpoint, shapes):
 
 
 def restore_checkpoint(saver, session, checkpoint):
-    try:
-        saver.restore(session, checkpoint)
-    except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as error:
+    """Restore every variable, after checking the shapes (TF would restore a resource
+    variable of another shape and fail only at the first step)."""
+    stored = tf.train.load_checkpoint(checkpoint).get_variable_to_shape_map()
+    with session.graph.as_default():
+        problems = [f"{v.op.name}: expected {tuple(v.shape)}, found "
+                    f"{tuple(stored[v.op.name]) if v.op.name in stored else None}"
+                    for v in tf1.global_variables()
+                    if tuple(stored.get(v.op.name, ())) != tuple(v.shape) or v.op.name not in stored]
+    if problems:
         raise ValueError(f"the checkpoint {checkpoint} does not fit this model (another dataset, "
-                         f"z_dim or image shape?): {error.message.splitlines()[0]}") from None
+                         f"z_dim or image shape?): " + "; ".join(problems[:5]))
+    saver.restore(session, checkpoint)
 
 
 def session_config():

@@ -1,0 +1,396 @@
+"""CGan: the graph against the SPEC, a few real training steps, generation, pickling, and a
+test for each bug of the original that we fix. Data: the real MNIST in CGAN_DATA_DIR."""
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import cgan
+from cgan import CGan
+from datasets import Dataset, load_mnist
+
+tf1 = tf.compat.v1
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# SPEC section 2: the variables tf.layers gave the original, at z_dim 96, 10 classes, 28x28x1.
+ORIGINAL_GENERATOR = {
+    'generator/dense/kernel': (106, 7 * 7 * 512), 'generator/dense/bias': (7 * 7 * 512,),
+    'generator/conv2d_transpose/kernel': (5, 5, 256, 512), 'generator/conv2d_transpose/bias': (256,),
+    'generator/conv2d_transpose_1/kernel': (5, 5, 128, 256), 'generator/conv2d_transpose_1/bias': (128,),
+    'generator/conv2d_transpose_2/kernel': (5, 5, 1, 128), 'generator/conv2d_transpose_2/bias': (1,),
+}
+ORIGINAL_DISCRIMINATOR = {
+    'discriminator/conv2d/kernel': (5, 5, 11, 32), 'discriminator/conv2d/bias': (32,),
+    'discriminator/conv2d_1/kernel': (5, 5, 32, 64), 'discriminator/conv2d_1/bias': (64,),
+    'discriminator/conv2d_2/kernel': (5, 5, 64, 128), 'discriminator/conv2d_2/bias': (128,),
+    'discriminator/dense/kernel': (7 * 7 * 128, 1), 'discriminator/dense/bias': (1,),
+}
+for network, sizes in (('generator', (512, 256, 128)), ('discriminator', (32, 64, 128))):
+    table = ORIGINAL_GENERATOR if network == 'generator' else ORIGINAL_DISCRIMINATOR
+    for suffix, size in zip(('', '_1', '_2'), sizes):
+        for name in ('gamma', 'beta', 'moving_mean', 'moving_variance'):
+            table[f'{network}/batch_normalization{suffix}/{name}'] = (size,)
+MOVING = ('moving_mean', 'moving_variance')
+
+
+@pytest.fixture(scope='module')
+def mnist():
+    images, labels = load_mnist()
+    return images[:200], labels[:200]
+
+
+@pytest.fixture
+def dataset(mnist):
+    return Dataset(*mnist, channels=1, seed=0)
+
+
+def make_gan(dataset, tmp_path, **options):
+    options = {'batch_size': 8, 'generator_name': 'mnist', 'seed': 1, **options}
+    return CGan(dataset, out_dir=str(tmp_path), **options)
+
+
+def trained(dataset, tmp_path, steps=2, **options):
+    gan = make_gan(dataset, tmp_path, **options)
+    gan.fit(max_steps=steps, save_every_n=steps, plot=False)
+    return gan
+
+
+def variable_shapes(graph):
+    with graph.as_default():
+        return {v.op.name: tuple(v.shape) for v in tf1.global_variables()
+                if v.op.name.startswith(('generator/', 'discriminator/')) and '/Adam' not in v.op.name}
+
+
+def run_python(code, cwd, timeout=120):
+    env = {**os.environ, 'PYTHONPATH': REPO, 'TF_CPP_MIN_LOG_LEVEL': '3'}
+    return subprocess.run([sys.executable, '-c', code], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+# ------------------------------------------------------------------ the graph
+
+def test_variables_have_the_original_names_and_shapes(dataset, tmp_path):
+    net = make_gan(dataset, tmp_path)._build_training_graph()
+    assert variable_shapes(net.graph) == {**ORIGINAL_GENERATOR, **ORIGINAL_DISCRIMINATOR}
+    with net.graph.as_default():
+        trainable = {v.op.name: np.prod(v.shape) for v in tf1.trainable_variables()}
+    assert sum(n for name, n in trainable.items() if name.startswith('generator/')) == 6_785_793
+    assert sum(n for name, n in trainable.items() if name.startswith('discriminator/')) == 271_745
+    assert not any(name.endswith(MOVING) for name in trainable)
+
+
+def test_other_image_sizes_and_rgb(tmp_path):
+    rng = np.random.default_rng(0)
+    data = Dataset(rng.integers(0, 256, (20, 32, 24, 3), np.uint8), rng.integers(0, 3, 20),
+                   width=24, height=32, channels=3)
+    gan = trained(data, tmp_path, steps=1, batch_size=4)
+    images = gan.generate_new(target_class=2, rows=2, cols=3, plot=False)
+    assert images.shape == (6, 32, 24, 3)
+    assert gan.generator_weights['generator/dense/kernel'].shape == (96 + 3, 8 * 6 * 512)
+    with pytest.raises(ValueError, match='multiples of 4'):
+        CGan(Dataset(np.zeros((4, 30, 30), np.uint8), [0, 1, 0, 1], width=30, height=30, channels=1))
+
+
+def test_losses_are_the_formulas_with_one_sided_smoothing():
+    real_logits = np.array([[2.0], [-1.0], [0.5]], np.float32)
+    fake_logits = np.array([[-3.0], [0.2], [1.5]], np.float32)
+
+    def cross_entropy(logits, target):  # -t log s(x) - (1 - t) log(1 - s(x))
+        sigmoid = 1 / (1 + np.exp(-logits.astype(np.float64)))
+        return np.mean(-target * np.log(sigmoid) - (1 - target) * np.log(1 - sigmoid))
+
+    with tf.Graph().as_default(), tf1.Session() as session:
+        d_loss, g_loss = session.run([cgan.discriminator_loss(real_logits, fake_logits, 0.1),
+                                      cgan.generator_loss(fake_logits)])
+    assert d_loss == pytest.approx(cross_entropy(real_logits, 0.9) + cross_entropy(fake_logits, 0.0), rel=1e-5)
+    assert g_loss == pytest.approx(cross_entropy(fake_logits, 1.0), rel=1e-5)
+
+
+def test_discriminator_sees_the_label_planes(dataset, tmp_path):
+    gan = make_gan(dataset, tmp_path)
+    with tf.Graph().as_default(), tf1.Session() as session:
+        images = tf1.placeholder(tf.float32, (None, 28, 28, 1))
+        labels = tf1.placeholder(tf.float32, (None, 28, 28, 10))
+        _, logits = gan.discriminator(images, labels)
+        session.run(tf1.global_variables_initializer())
+        batch = np.zeros((2, 28, 28, 1), np.float32)
+        planes = np.zeros((2, 28, 28, 10), np.float32)
+        planes[0, ..., 3] = planes[1, ..., 7] = 1
+        # Dropout is random: compare the means of many passes.
+        outputs = np.mean([session.run(logits, {images: batch, labels: planes}) for _ in range(20)], axis=0)
+    assert abs(outputs[0, 0] - outputs[1, 0]) > 1e-3
+
+
+# ------------------------------------------------------------------ training
+
+def test_a_few_steps_on_real_mnist(dataset, tmp_path):
+    gan = make_gan(dataset, tmp_path)
+    gan.fit(max_steps=1, save_every_n=1, plot=False)
+    first = dict(gan.generator_weights)
+    history = gan.fit(max_steps=4, save_every_n=3, plot=True, resume=True)
+    assert np.all(np.isfinite(gan.step_losses))
+    assert gan.step_losses[:, 0].tolist() == [1, 2, 3, 4]
+    assert history.shape == (1, 2) and np.allclose(history[0], gan.step_losses[:, 1:].mean(axis=0))
+    changed = [name for name in first if not np.array_equal(first[name], gan.generator_weights[name])]
+    assert 'generator/dense/kernel' in changed and 'generator/batch_normalization/moving_mean' in changed
+    files = set(os.listdir(gan.model_dir))
+    assert {'checkpoint', 'losses.csv', 'losses.png', 'samples_1.png', 'samples_3.png', 'samples_4.png'} <= files
+    # The generator's output depends on the label: the same z, two classes.
+    assert not np.allclose(gan.generate_new(3, 1, 4, plot=False, seed=5),
+                           gan.generate_new(7, 1, 4, plot=False, seed=5), atol=1e-4)
+
+
+def test_a_last_partial_batch_trains(mnist, tmp_path):
+    """Bug 1: the original reshaped the label planes with the configured batch size."""
+    data = Dataset(mnist[0][:20], mnist[1][:20], channels=1)
+    gan = make_gan(data, tmp_path, epochs=2)
+    history = gan.fit(save_every_n=100, plot=False)
+    assert gan.step_losses[:, 0].tolist() == [1, 2, 3, 4, 5, 6]  # 8 + 8 + 4, twice
+    assert history.shape == (2, 2)
+
+
+def test_epoch_losses_are_the_means_of_their_steps(mnist, tmp_path):
+    """Bug 7: the original's epoch losses came from one batch inside a bare except."""
+    data = Dataset(mnist[0][:16], mnist[1][:16], channels=1)
+    history = make_gan(data, tmp_path, epochs=3).fit(save_every_n=100, plot=False)
+    steps = np.loadtxt(tmp_path / 'mnist' / 'losses.csv', delimiter=',', skiprows=1)
+    assert steps.shape == (6, 3)
+    assert np.allclose(history, steps[:, 1:].reshape(3, 2, 2).mean(axis=1))
+
+
+def test_every_epoch_has_a_new_order(dataset, tmp_path):
+    """Bug 8: the original never reshuffled."""
+    gan = make_gan(dataset, tmp_path)
+    first, second = (np.concatenate(gan.epoch_batches(epoch, shuffle_seed=3)) for epoch in (0, 1))
+    assert sorted(first) == sorted(second) == list(range(len(dataset.data)))
+    assert not np.array_equal(first, second)
+    assert np.array_equal(first, np.concatenate(gan.epoch_batches(0, shuffle_seed=3)))
+
+
+def test_the_learning_rate_is_used(dataset, tmp_path):
+    """Bug 4: the original fed a learning-rate placeholder that nothing read."""
+    def kernel_after(steps, learning_rate, name):
+        gan = make_gan(dataset, tmp_path, generator_name=name)
+        gan.fit(learning_rate=learning_rate, max_steps=steps, save_every_n=steps, plot=False)
+        return gan.generator_weights['generator/dense/kernel']
+
+    assert np.array_equal(kernel_after(1, 0.0, 'a'), kernel_after(3, 0.0, 'b'))
+    assert not np.array_equal(kernel_after(1, 0.001, 'c'), kernel_after(3, 0.001, 'd'))
+
+
+def test_a_seed_makes_training_repeatable(dataset, tmp_path):
+    first = trained(dataset, tmp_path, generator_name='a', seed=7).generator_weights
+    second = trained(dataset, tmp_path, generator_name='b', seed=7).generator_weights
+    other = trained(dataset, tmp_path, generator_name='c', seed=8).generator_weights
+    assert all(np.array_equal(first[name], second[name]) for name in first)
+    assert not np.array_equal(first['generator/dense/kernel'], other['generator/dense/kernel'])
+
+
+def test_the_training_graph_never_grows(dataset, tmp_path):
+    """Bug 3: the original built a new generator for every sample grid."""
+    gan = make_gan(dataset, tmp_path)
+    assert gan._build_training_graph().graph.finalized  # adding an op would raise
+    gan.fit(max_steps=3, save_every_n=1, plot=False)
+    assert {'samples_1.png', 'samples_2.png', 'samples_3.png'} <= set(os.listdir(gan.model_dir))
+
+
+def test_resume_continues_the_step_count(dataset, tmp_path):
+    gan = trained(dataset, tmp_path, steps=2)
+    with pytest.raises(FileExistsError, match='fit\\(resume=True\\)'):
+        make_gan(dataset, tmp_path).fit(max_steps=2, plot=False)
+    again = make_gan(dataset, tmp_path)
+    again.fit(max_steps=5, save_every_n=5, resume=True, plot=False)
+    assert again.step_losses[:, 0].tolist() == [1, 2, 3, 4, 5]
+    assert np.array_equal(again.step_losses[:2], gan.step_losses)
+    assert tf.train.latest_checkpoint(gan.model_dir).endswith('mnist-5')
+    with pytest.raises(FileNotFoundError, match='no checkpoint'):
+        make_gan(dataset, tmp_path, generator_name='new').fit(resume=True, plot=False)
+
+
+def test_resume_from_another_model_is_a_clear_error(dataset, tmp_path):
+    trained(dataset, tmp_path, steps=1)
+    bigger = make_gan(dataset, tmp_path, z_dim=10)
+    with pytest.raises(ValueError, match='does not fit this model'):
+        bigger.fit(max_steps=2, resume=True, plot=False)
+
+
+def test_divergence_stops_with_the_step_and_keeps_the_good_checkpoint(dataset, tmp_path):
+    gan = trained(dataset, tmp_path, steps=2)
+    with pytest.raises(FloatingPointError, match='diverged at step 3: D loss .*, G loss nan'):
+        gan.fit(learning_rate=np.inf, max_steps=10, save_every_n=1, resume=True, plot=False)
+    assert tf.train.latest_checkpoint(gan.model_dir).endswith('mnist-2')
+    assert gan.fit(max_steps=3, save_every_n=1, resume=True, plot=False).shape == (1, 2)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_returns(tmp_path):
+    script = f"""
+import sys
+from datasets import Dataset, load_mnist
+from cgan import CGan
+images, labels = load_mnist()
+gan = CGan(Dataset(images[:64], labels[:64], channels=1), batch_size=8, epochs=1000,
+           generator_name='mnist', out_dir={str(tmp_path)!r})
+gan.fit(save_every_n=100000, plot=False)
+print('returned after', len(gan.step_losses), 'steps')
+"""
+    env = {**os.environ, 'PYTHONPATH': REPO, 'TF_CPP_MIN_LOG_LEVEL': '3'}
+    with open(tmp_path / 'stderr', 'w') as stderr:
+        child = subprocess.Popen([sys.executable, '-c', script], env=env, stdout=subprocess.PIPE,
+                                 stderr=stderr, text=True)
+        deadline = time.monotonic() + 90
+        while 'd_loss' not in (tmp_path / 'stderr').read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        child.send_signal(signal.SIGINT)
+        output, _ = child.communicate(timeout=60)
+    assert child.returncode == 0, (tmp_path / 'stderr').read_text()[-2000:]
+    steps = int(output.split('returned after')[1].split()[0])
+    assert steps >= 1
+    assert tf.train.latest_checkpoint(str(tmp_path / 'mnist')).endswith(f'mnist-{steps}')
+    assert f'interrupted at step {steps}' in output
+
+
+def test_an_unlabeled_dataset_trains_a_plain_dcgan(mnist, tmp_path):
+    gan = trained(Dataset(mnist[0][:32], channels=1), tmp_path, steps=1)
+    assert gan.generator_weights['generator/dense/kernel'].shape == (96, 7 * 7 * 512)
+    assert gan.generate_new(target_class=8, rows=2, cols=2, plot=False).shape == (4, 28, 28, 1)
+
+
+# ------------------------------------------------------------------ generating
+
+def test_generate_new_shapes_range_and_errors(dataset, tmp_path):
+    gan = trained(dataset, tmp_path, steps=1)
+    images = gan.generate_new(target_class=8, rows=10, cols=10, plot=False)
+    assert images.shape == (100, 28, 28, 1)
+    assert images.min() >= -1 and images.max() <= 1
+    assert gan.generate_new(target_class=8, rows=1, cols=1, plot=False).shape == (1, 28, 28, 1)
+    with pytest.raises(ValueError, match=r'unknown class 10.*\[0, 1, 2, 3, 4, 5, 6, 7, 8, 9\]'):
+        gan.generate_new(target_class=10, plot=False)
+    with pytest.raises(ValueError, match='rows and cols must be at least 1'):
+        gan.generate_new(rows=0, plot=False)
+    with pytest.raises(FileNotFoundError, match='call fit'):
+        make_gan(dataset, tmp_path, generator_name='untrained').generate_new(plot=False)
+
+
+def test_all_classes_grid_has_one_class_per_row(mnist, tmp_path):
+    """Bug 2: the original indexed the grid wrongly when rows != cols, and failed with more
+    columns than classes."""
+    data = Dataset(mnist[0][:30], mnist[1][:30] % 3, channels=1)
+    gan = trained(data, tmp_path, steps=1)
+    grid = gan.generate_new(target_class=-1, rows=5, cols=7, plot=False, seed=11)
+    assert grid.shape == (35, 28, 28, 1)
+    for row, target in enumerate([0, 1, 2, 0, 1]):  # classes cycle over the rows
+        same_z = gan.generate_new(target_class=target, rows=5, cols=7, plot=False, seed=11)
+        assert np.allclose(grid[row * 7:(row + 1) * 7], same_z[row * 7:(row + 1) * 7], atol=1e-5)
+        assert not np.allclose(grid[row * 7:(row + 1) * 7], gan.generate_new(
+            target_class=(target + 1) % 3, rows=5, cols=7, plot=False, seed=11)[row * 7:(row + 1) * 7], atol=1e-4)
+
+
+def test_generation_uses_the_saved_moving_statistics(dataset, tmp_path):
+    """Bug 6: the original never saved the moving statistics; ours generate with them, so an
+    image depends on its z and class only, not on the batch around it."""
+    gan = trained(dataset, tmp_path, steps=2)
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(gan.model_dir))
+    moving = [name for name in ORIGINAL_GENERATOR if name.endswith(MOVING)]
+    assert all(reader.has_tensor(name) for name in moving)
+    assert not np.allclose(reader.get_tensor('generator/batch_normalization/moving_mean'), 0)
+    many = gan.generate_new(target_class=4, rows=4, cols=4, plot=False, seed=2)
+    alone = gan.generate_new(target_class=4, rows=1, cols=1, plot=False, seed=2)
+    assert np.allclose(many[0], alone[0], atol=1e-5)
+
+
+# ------------------------------------------------------------------ checkpoints of the original
+
+def write_original_checkpoint(folder, name='generator'):
+    """A generator checkpoint as the original wrote it: trainable variables only."""
+    graph = tf.Graph()
+    with graph.as_default():
+        variables = [tf1.get_variable(n, shape, initializer=tf1.random_normal_initializer(0, 0.05))
+                     for n, shape in ORIGINAL_GENERATOR.items() if not n.endswith(MOVING)]
+        with tf1.Session() as session:
+            session.run(tf1.global_variables_initializer())
+            tf1.train.Saver(var_list=variables).save(session, os.path.join(folder, name), global_step=1000)
+            return {v.op.name: value for v, value in zip(variables, session.run(variables))}
+
+
+def test_from_checkpoint_reads_an_original_checkpoint(tmp_path):
+    written = write_original_checkpoint(str(tmp_path))
+    gan = CGan.from_checkpoint(str(tmp_path))
+    assert gan.legacy_generation
+    assert all(np.array_equal(gan.generator_weights[n], value) for n, value in written.items())
+    images = gan.generate_new(target_class=8, rows=3, cols=3, plot=False)
+    assert images.shape == (9, 28, 28, 1) and np.all(np.abs(images) <= 1)
+    with pytest.raises(ValueError, match='generator/dense/kernel: expected \\(101, 25088\\)'):
+        CGan.from_checkpoint(str(tmp_path), classes=range(5))
+    with pytest.raises(FileNotFoundError, match='no checkpoint'):
+        CGan.from_checkpoint(str(tmp_path / 'nowhere'))
+
+
+def test_the_originals_restore_reads_our_model_folder(dataset, tmp_path):
+    """The original's generate_new: a Saver over the generator's trainable variables,
+    restored from tf.train.latest_checkpoint of the folder."""
+    gan = trained(dataset, tmp_path, steps=1)
+    graph = tf.Graph()
+    with graph.as_default():
+        variables = [tf1.get_variable(n, shape) for n, shape in ORIGINAL_GENERATOR.items()
+                     if not n.endswith(MOVING)]
+        with tf1.Session() as session:
+            tf1.train.Saver(var_list=variables).restore(session, tf.train.latest_checkpoint(gan.model_dir))
+            restored = dict(zip([v.op.name for v in variables], session.run(variables)))
+    assert all(np.array_equal(value, gan.generator_weights[n]) for n, value in restored.items())
+    ours = CGan.from_checkpoint(gan.model_dir, generator_name='mnist')
+    assert not ours.legacy_generation
+
+
+# ------------------------------------------------------------------ pickling
+
+def test_pickle_generates_in_a_new_process_elsewhere(dataset, tmp_path):
+    """Bug 5: the original's pickle needed the training folder as the current directory and
+    could not be pickled after generate_new."""
+    gan = trained(dataset, tmp_path, steps=1)
+    before = gan.generate_new(target_class=8, rows=2, cols=2, plot=False, seed=3)
+    path = tmp_path / 'mnist.pkl'
+    with open(path, 'wb') as f:
+        pickle.dump(gan, f)
+    assert len(path.read_bytes()) < 40e6  # weights, not the training images
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    os.rename(gan.model_dir, tmp_path / 'moved')  # no model folder to fall back on
+    result = run_python(f"""
+import pickle, numpy as np
+gan = pickle.load(open({str(path)!r}, 'rb'))
+images = gan.generate_new(target_class=8, rows=10, cols=10, plot=False)
+print(images.shape, images.min() >= -1, images.max() <= 1)
+np.save('same.npy', gan.generate_new(target_class=8, rows=2, cols=2, plot=False, seed=3))
+pickle.dumps(gan)
+""", cwd=elsewhere)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == '(100, 28, 28, 1) True True'
+    assert np.allclose(np.load(elsewhere / 'same.npy'), before, atol=1e-5)
+
+
+def test_an_incompatible_pickle_is_a_clear_error(dataset, tmp_path):
+    state = make_gan(dataset, tmp_path).__getstate__()
+    state['format'] = 0
+    gan = CGan.__new__(CGan)
+    with pytest.raises(ValueError, match='another version of cgan'):
+        gan.__setstate__(state)
+
+
+def test_an_unpickled_gan_explains_it_cannot_train(dataset, tmp_path):
+    gan = pickle.loads(pickle.dumps(trained(dataset, tmp_path, steps=1)))
+    with pytest.raises(ValueError, match='has no dataset'):
+        gan.fit(plot=False)
+
+
+def test_images_grid_pads_a_last_short_row(dataset, tmp_path):
+    gan = make_gan(dataset, tmp_path)
+    images = np.linspace(-1, 1, 5 * 4 * 4).reshape(5, 4, 4, 1)
+    grid = gan.images_grid(images, 3)
+    assert grid.shape == (8, 12) and grid.dtype == np.uint8
+    assert grid.max() == 255 and np.all(grid[4:, 8:] == 0)
