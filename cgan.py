@@ -357,6 +357,20 @@ class CGan:
             self.plot_images(images, cols)
         return images
 
+    def interpolate(self, start_class, end_class, steps=50, seed=None):
+        """Images (steps, H, W, C) of one fixed z while the label vector moves linearly from
+        the one-hot vector of `start_class` to that of `end_class`."""
+        if not self.num_classes:
+            raise ValueError("an unconditional model has no classes to interpolate between")
+        if steps < 2:
+            raise ValueError(f"steps must be at least 2; got {steps}")
+        one_hot = np.eye(self.num_classes, dtype=np.float32)
+        start, end = one_hot[self.class_position(start_class)], one_hot[self.class_position(end_class)]
+        weights = np.linspace(0, 1, steps, dtype=np.float32)[:, None]
+        z = np.random.default_rng(seed).uniform(-1, 1, (1, self.z_dim)).astype(np.float32)
+        inputs = np.concatenate([np.repeat(z, steps, axis=0), (1 - weights) * start + weights * end], axis=1)
+        return self._generation_session().run(inputs)
+
     def class_position(self, target_class):
         """The index of a class value in `self.classes`, or a ValueError listing them."""
         for position, value in enumerate(self.classes):

@@ -304,6 +304,16 @@ def test_generation_uses_the_saved_moving_statistics(dataset, tmp_path):
     assert np.allclose(many[0], alone[0], atol=1e-5)
 
 
+def test_interpolate_moves_from_one_class_to_another(dataset, tmp_path):
+    gan = trained(dataset, tmp_path, steps=1)
+    frames = gan.interpolate(1, 7, steps=6, seed=4)
+    assert frames.shape == (6, 28, 28, 1)
+    assert np.allclose(frames[0], gan.generate_new(1, 1, 1, plot=False, seed=4)[0], atol=1e-5)
+    assert np.allclose(frames[-1], gan.generate_new(7, 1, 1, plot=False, seed=4)[0], atol=1e-5)
+    with pytest.raises(ValueError, match='unknown class 12'):
+        gan.interpolate(1, 12)
+
+
 # ------------------------------------------------------------------ checkpoints of the original
 
 def write_original_checkpoint(folder, name='generator'):
