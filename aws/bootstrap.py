@@ -57,7 +57,10 @@ finish() {
     local status=$?
     set +e
     trap - EXIT
-    [ -n "$UPLOADER" ] && kill "$UPLOADER"
+    if [ -n "$UPLOADER" ]; then  # its sleep first, which ends its loop, then itself
+        pkill -P "$UPLOADER"
+        kill "$UPLOADER" 2> /dev/null
+    fi
     docker stop cgan-train cgan-jupyter > /dev/null 2>&1
     case "$status" in
         0) report "finished" ;;

@@ -395,7 +395,7 @@ def cancel_spot_requests(cloud, filters):
             request["SpotInstanceRequestId"] for request in requests])
 
 
-def cleanup(cloud, options, confirm=input):
+def cleanup(cloud, options):
     """Deletes everything the tool created in this region, and its role; twice is harmless."""
     found = find_everything(cloud)
     if not any(found.values()):
@@ -406,7 +406,7 @@ def cleanup(cloud, options, confirm=input):
         if names:
             cloud.out(f"  {kind}: {', '.join(names)}")
     if found["buckets"] and not options.yes:
-        answer = confirm("The buckets hold every run's results. Delete them all? [y/N] ")
+        answer = input("The buckets hold every run's results. Delete them all? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             raise CloudError("Nothing was deleted. `python -m aws fetch RUN` keeps a run's "
                              "results; `cleanup --yes` skips this question.")

@@ -1,0 +1,312 @@
+"""Every `python -m aws` command, against moto's server on 127.0.0.1 (never the real AWS)."""
+
+import base64
+import http.server
+import subprocess
+import threading
+
+import boto3
+import pytest
+from botocore.awsrequest import AWSResponse
+
+from aws.__main__ import main
+from aws_fixtures import OPEN_DRIVER_NEW, free_port, local_aws, moto_url  # noqa: F401
+
+MY_ADDRESS = "203.0.113.7/32"
+WORLD = ("0.0.0.0/0", "::/0")
+
+
+def run(*argv, session=None):
+    """Runs the command line; returns its exit status and what it printed."""
+    lines = []
+    status = main(list(argv), session=session, out=lines.append)
+    return status, "\n".join(lines)
+
+
+def launch(*extra, session=None):
+    status, printed = run("launch", "--recipe", "mnist", "--instance-type", "g5.xlarge",
+                          "--ssh-cidr", MY_ADDRESS, *extra, session=session)
+    assert status == 0, printed
+    return printed.split("Launched run ")[1].split()[0], printed
+
+
+def only(items):
+    assert len(items) == 1, items
+    return items[0]
+
+
+def instances_of(run_id):
+    reservations = boto3.client("ec2").describe_instances(
+        Filters=[{"Name": "tag:cgan:run", "Values": [run_id]}])["Reservations"]
+    return [i for r in reservations for i in r["Instances"]]
+
+
+def ingress_cidrs(group):
+    return ([r["CidrIp"] for rule in group["IpPermissions"] for r in rule.get("IpRanges", [])]
+            + [r["CidrIpv6"] for rule in group["IpPermissions"]
+               for r in rule.get("Ipv6Ranges", [])])
+
+
+def fail_with(session, operation, code, message, service="ec2"):
+    """Makes one AWS operation answer with an error, as AWS would; the rest reach moto."""
+    def answer(**_):
+        return AWSResponse("https://example.invalid", 400, {}, None), {
+            "Error": {"Code": code, "Message": message}}
+    session.events.register(f"before-call.{service}.{operation}", answer)
+
+
+def test_dry_run_shows_every_call_and_needs_no_credentials(monkeypatch, tmp_path):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # Any request would go to a closed port and fail the command.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+    status, printed = run("launch", "--recipe", "mnist", "--spot", "--dry-run")
+
+    assert status == 0, printed
+    assert "nothing is created" in printed
+    assert "p3.2xlarge (1x V100 16 GB), spot, in us-east-1" in printed
+    assert "worst case  $18.36" in printed
+    for call in ("sts.get_caller_identity", "ssm.get_parameter", "s3.create_bucket",
+                 "s3.put_public_access_block", "s3.upload_file", "ec2.create_key_pair",
+                 "ec2.create_security_group", "ec2.authorize_security_group_ingress",
+                 "iam.create_role", "iam.create_instance_profile", "ec2.run_instances"):
+        assert f". {call}(" in printed
+    assert 'InstanceInitiatedShutdownBehavior="terminate"' in printed
+    assert '"HttpTokens": "required"' in printed
+    assert '"Encrypted": true' in printed
+    assert '"MarketType": "spot"' in printed
+    assert "<your public IP>/32" in printed
+    assert not any(world in printed for world in WORLD)
+    assert "  | readonly RECIPE=mnist" in printed
+    assert not (tmp_path / ".ssh").exists()
+
+
+def test_launch_starts_a_locked_down_instance_that_terminates_itself(local_aws, tmp_path):
+    run_id, printed = launch("--spot", "--epochs", "2", "--max-hours", "3")
+    ec2 = boto3.client("ec2")
+    instance = only(instances_of(run_id))
+    instance_id = instance["InstanceId"]
+
+    assert instance["InstanceType"] == "g5.xlarge"
+    assert instance["ImageId"] == OPEN_DRIVER_NEW  # the newest Deep Learning AMI
+    assert instance["KeyName"] == "cgan"
+    tags = {tag["Key"]: tag["Value"] for tag in instance["Tags"]}
+    bucket = "cgan-runs-123456789012-us-east-1"
+    assert tags == {"cgan:managed": "true", "cgan:run": run_id, "Name": f"cgan {run_id}",
+                    "cgan:bucket": bucket, "cgan:login-user": "ubuntu",
+                    "cgan:usd-per-hour": tags["cgan:usd-per-hour"]}
+    assert instance["MetadataOptions"]["HttpTokens"] == "required"
+    assert instance["IamInstanceProfile"]["Arn"].endswith("instance-profile/cgan/cgan-training")
+    assert ec2.describe_instance_attribute(
+        InstanceId=instance_id, Attribute="instanceInitiatedShutdownBehavior"
+    )["InstanceInitiatedShutdownBehavior"]["Value"] == "terminate"
+    volume = only(ec2.describe_volumes(Filters=[
+        {"Name": "attachment.instance-id", "Values": [instance_id]}])["Volumes"])
+    assert volume["Encrypted"] and volume["Size"] == 100
+
+    group = only(ec2.describe_security_groups(
+        GroupIds=[g["GroupId"] for g in instance["SecurityGroups"]])["SecurityGroups"])
+    assert [(rule["IpProtocol"], rule["FromPort"], rule["ToPort"])
+            for rule in group["IpPermissions"]] == [("tcp", 22, 22)]
+    assert ingress_cidrs(group) == [MY_ADDRESS]
+    for any_group in ec2.describe_security_groups()["SecurityGroups"]:
+        assert not set(ingress_cidrs(any_group)) & set(WORLD)
+
+    user_data = base64.b64decode(ec2.describe_instance_attribute(
+        InstanceId=instance_id, Attribute="userData")["UserData"]["Value"]).decode()
+    assert "readonly RECIPE=mnist" in user_data
+    assert f"readonly RUN_URI=s3://{bucket}/runs/{run_id}" in user_data
+    assert "readonly TRAIN_ARGS=(--out-dir /opt/cgan/runs --epochs 2)" in user_data
+    assert "readonly MAX_MINUTES=180" in user_data
+    script = tmp_path / "user-data.sh"
+    script.write_text(user_data)
+    subprocess.run(["bash", "-n", str(script)], check=True)
+
+    s3 = boto3.client("s3")
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert keys == {f"runs/{run_id}/project.tar.gz", f"runs/{run_id}/launch.json"}
+    key_file = tmp_path / "home" / ".ssh" / "cgan-us-east-1.pem"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert f"python -m aws status {run_id} --region us-east-1" in printed
+
+
+def test_a_second_launch_reuses_what_the_first_created(local_aws):
+    launch()
+    launch("--ssh-cidr", "198.51.100.0/24")  # from another network now
+    ec2 = boto3.client("ec2")
+    managed = [{"Name": "tag:cgan:managed", "Values": ["true"]}]
+    assert len(boto3.client("s3").list_buckets()["Buckets"]) == 1
+    assert len(ec2.describe_key_pairs(Filters=managed)["KeyPairs"]) == 1
+    group = only(ec2.describe_security_groups(Filters=managed)["SecurityGroups"])
+    assert ingress_cidrs(group) == ["198.51.100.0/24"]  # the old address is shut out
+    assert len(boto3.client("iam").list_roles(PathPrefix="/cgan/")["Roles"]) == 1
+
+
+def test_launch_lets_ssh_in_from_the_address_the_lookup_reports(local_aws):
+    class MyAddress(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"192.0.2.44\n")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), MyAddress)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    status, printed = run("launch", "--recipe", "zalando", "--instance-type", "g6.xlarge",
+                          "--ip-url", f"http://127.0.0.1:{server.server_port}/")
+    server.server_close()
+    assert status == 0, printed
+    group = only(boto3.client("ec2").describe_security_groups(
+        Filters=[{"Name": "tag:cgan:managed", "Values": ["true"]}])["SecurityGroups"])
+    assert ingress_cidrs(group) == ["192.0.2.44/32"]
+
+
+@pytest.mark.parametrize("cidr", ["0.0.0.0/0", "::/0", "10.0.0.0/8"])
+def test_ssh_is_never_opened_to_the_world(local_aws, cidr):
+    status, printed = run("launch", "--recipe", "mnist", "--instance-type", "g5.xlarge",
+                          "--ssh-cidr", cidr)
+    assert status == 1
+    assert f"--ssh-cidr {cidr} would let" in printed
+    assert boto3.client("ec2").describe_instances()["Reservations"] == []
+
+
+def test_a_region_without_the_instance_type_is_named_with_alternatives(local_aws):
+    # moto's catalogue, like AWS's own today, has no p3.2xlarge in us-east-1.
+    status, printed = run("launch", "--recipe", "mnist", "--ssh-cidr", MY_ADDRESS)
+    assert status == 1
+    assert "p3.2xlarge is not offered in us-east-1" in printed
+    assert "g5.xlarge, g6.xlarge, g6e.xlarge" in printed
+
+
+def test_no_credentials_is_said_plainly(local_aws, monkeypatch):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    status, printed = run("status", "mnist-20260301-120000")
+    assert status == 1
+    assert "No AWS credentials found" in printed and "aws configure" in printed
+
+
+def test_a_bucket_of_another_account_is_refused(local_aws):
+    other_account = boto3.client("sts").assume_role(
+        RoleArn="arn:aws:iam::111111111111:role/someone", RoleSessionName="someone"
+    )["Credentials"]
+    boto3.client("s3", aws_access_key_id=other_account["AccessKeyId"],
+                 aws_secret_access_key=other_account["SecretAccessKey"],
+                 aws_session_token=other_account["SessionToken"]
+                 ).create_bucket(Bucket="popular-name")
+    status, printed = run("launch", "--recipe", "mnist", "--instance-type", "g5.xlarge",
+                          "--ssh-cidr", MY_ADDRESS, "--bucket", "popular-name")
+    assert status == 1
+    assert "popular-name belongs to another AWS account" in printed
+
+
+def test_a_quota_of_zero_p_instances_says_how_to_ask_for_more(local_aws):
+    session = boto3.Session()
+
+    def no_p_instances(**_):
+        return AWSResponse("https://example.invalid", 200, {}, None), {
+            "Quota": {"QuotaCode": "L-417A185B", "Value": 0.0}}
+    session.events.register("before-call.service-quotas.GetServiceQuota", no_p_instances)
+    status, printed = run("launch", "--recipe", "mnist", "--instance-type", "p5.4xlarge",
+                          "--ssh-cidr", MY_ADDRESS, session=session)
+    assert status == 1
+    assert 'may run 0 vCPUs of "Running On-Demand P instances"' in printed
+    assert ("aws service-quotas request-service-quota-increase --region us-east-1 "
+            "--service-code ec2 --quota-code L-417A185B --desired-value 16") in printed
+    assert boto3.client("ec2").describe_instances()["Reservations"] == []
+
+
+def test_an_unfulfilled_spot_request_says_what_to_try(local_aws):
+    session = boto3.Session()
+    fail_with(session, "RunInstances", "InsufficientInstanceCapacity",
+              "There is no Spot capacity available that matches your request.")
+    status, printed = run("launch", "--recipe", "mnist", "--instance-type", "g5.xlarge",
+                          "--ssh-cidr", MY_ADDRESS, "--spot", session=session)
+    assert status == 1
+    assert "The spot request for a g5.xlarge in us-east-1 was not fulfilled" in printed
+    assert "Nothing is running" in printed and "on-demand (without --spot)" in printed
+
+
+def test_status_logs_and_fetch_follow_a_run_home(local_aws, tmp_path):
+    run_id, _ = launch("--spot")
+    s3 = boto3.client("s3")
+    bucket, prefix = "cgan-runs-123456789012-us-east-1", f"runs/{run_id}"
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/logs/state", Body=b"training\n")
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/logs/train.log", Body=b"epoch 1/16 ...\n")
+    run_folder = {"mnist/mnist.pkl": b"pickle", "mnist/losses.csv": b"d,g\n",
+                  "mnist/checkpoints/generator.index": b"index"}
+    for name, content in run_folder.items():
+        s3.put_object(Bucket=bucket, Key=f"{prefix}/output/{name}", Body=content)
+
+    status, printed = run("status", run_id)
+    assert status == 0, printed
+    instance_id = only(instances_of(run_id))["InstanceId"]
+    assert f"instance  {instance_id} (g5.xlarge) running" in printed
+    assert "training  training" in printed
+    assert "cost      about $" in printed
+    assert "(3 files)" in printed
+
+    assert run("logs", run_id) == (0, "epoch 1/16 ...")
+
+    status, printed = run("fetch", run_id, "--to", str(tmp_path / "home-run"))
+    assert status == 0, printed
+    for name, content in run_folder.items():
+        assert (tmp_path / "home-run" / name).read_bytes() == content
+    assert f"the trained model: {tmp_path / 'home-run' / 'mnist' / 'mnist.pkl'}" in printed
+
+
+def test_jupyter_gives_a_tunnel_not_an_open_port(local_aws, tmp_path):
+    run_id, _ = launch()
+    address = only(instances_of(run_id))["PublicIpAddress"]
+    status, printed = run("jupyter", run_id, "--ssh-cidr", MY_ADDRESS)
+    assert status == 0, printed
+    key = tmp_path / "home" / ".ssh" / "cgan-us-east-1.pem"
+    assert f"ssh -i {key} -N -L 8888:localhost:8888 ubuntu@{address}" in printed
+    group = only(boto3.client("ec2").describe_security_groups(
+        Filters=[{"Name": "tag:cgan:managed", "Values": ["true"]}])["SecurityGroups"])
+    assert 8888 not in [rule["FromPort"] for rule in group["IpPermissions"]]
+
+
+def test_terminate_stops_the_run_and_keeps_its_results(local_aws):
+    run_id, _ = launch()
+    assert run("terminate", run_id)[0] == 0
+    assert only(instances_of(run_id))["State"]["Name"] == "terminated"
+    boto3.client("s3").head_object(Bucket="cgan-runs-123456789012-us-east-1",
+                                   Key=f"runs/{run_id}/launch.json")  # still there
+    assert run("terminate", run_id) == (
+        0, f"Run {run_id} has no live instance in us-east-1: nothing to do.")
+
+
+def test_cleanup_leaves_nothing_behind_and_can_run_again(local_aws, tmp_path, monkeypatch):
+    data = tmp_path / "mnist-data"
+    data.mkdir()
+    (data / "train-images-idx3-ubyte.gz").write_bytes(b"images")
+    launch("--data-dir", str(data))
+    launch("--spot")
+    monkeypatch.setattr("builtins.input", lambda prompt: "no")
+    assert run("cleanup")[0] == 1  # the results are not deleted without a yes
+    assert boto3.client("s3").list_buckets()["Buckets"]
+
+    status, printed = run("cleanup", "--yes")
+
+    assert status == 0, printed
+    ec2, iam = boto3.client("ec2"), boto3.client("iam")
+    managed = [{"Name": "tag:cgan:managed", "Values": ["true"]}]
+    states = {i["State"]["Name"] for r in ec2.describe_instances(Filters=managed)["Reservations"]
+              for i in r["Instances"]}
+    assert states == {"terminated"}
+    assert ec2.describe_security_groups(Filters=managed)["SecurityGroups"] == []
+    assert ec2.describe_key_pairs()["KeyPairs"] == []
+    assert boto3.client("s3").list_buckets()["Buckets"] == []
+    assert iam.list_roles(PathPrefix="/cgan/")["Roles"] == []
+    assert iam.list_instance_profiles(PathPrefix="/cgan/")["InstanceProfiles"] == []
+    assert not (tmp_path / "home" / ".ssh" / "cgan-us-east-1.pem").exists()
+    assert run("cleanup", "--yes") == (0, "Nothing of the tool's is left in us-east-1.")
+
