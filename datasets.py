@@ -214,10 +214,7 @@ def load_emnist(split='train', subset='balanced', data_dir=None):
     """
     if subset not in EMNIST_SUBSETS:
         raise ValueError(f'unknown EMNIST subset {subset!r}; choose one of {EMNIST_SUBSETS}')
-    _check_split(split)
-    file_names = (f'emnist-{subset}-{split}-images-idx3-ubyte.gz',
-                  f'emnist-{subset}-{split}-labels-idx1-ubyte.gz')
-    images, labels = _load_idx_pair('emnist', file_names, data_dir, subset)
+    images, labels = _load_idx_pair('emnist', _emnist_file_names(subset, split), data_dir, subset)
     # NIST stores every image transposed.
     return np.ascontiguousarray(images.transpose(0, 2, 1, 3)), labels
 
@@ -245,6 +242,23 @@ def emnist_label_names(subset='balanced', data_dir=None):
     if not codes:
         raise DataError(f'{path} maps no labels')
     return tuple(codes[label] for label in sorted(codes))
+
+
+def data_files(name, split='train', data_dir=None, subset='balanced'):
+    """The paths of the files that a loader reads, found (or downloaded) as it finds them.
+
+    `name` is 'mnist', 'fashion' or 'emnist': the image and label files of `split`, and for
+    EMNIST the mapping file of `subset` that `emnist_label_names` reads. For checksums of the
+    data a run was trained on.
+    """
+    if name == 'emnist':
+        if subset not in EMNIST_SUBSETS:
+            raise ValueError(f'unknown EMNIST subset {subset!r}; choose one of {EMNIST_SUBSETS}')
+        file_names = _emnist_file_names(subset, split) + (f'emnist-{subset}-mapping.txt',)
+        return _find_files('emnist', file_names, data_dir, subset)
+    if name not in ('mnist', 'fashion'):
+        raise ValueError(f"unknown dataset {name!r}; choose 'mnist', 'fashion' or 'emnist'")
+    return _find_files(name, _lecun_file_names(split), data_dir)
 
 
 def load_hdw(data_dir):
@@ -307,6 +321,12 @@ def _lecun_file_names(split):
     _check_split(split)
     prefix = 'train' if split == 'train' else 't10k'
     return f'{prefix}-images-idx3-ubyte.gz', f'{prefix}-labels-idx1-ubyte.gz'
+
+
+def _emnist_file_names(subset, split):
+    _check_split(split)
+    return (f'emnist-{subset}-{split}-images-idx3-ubyte.gz',
+            f'emnist-{subset}-{split}-labels-idx1-ubyte.gz')
 
 
 def _load_idx_pair(name, file_names, data_dir, emnist_subset=None):

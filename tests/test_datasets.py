@@ -262,6 +262,21 @@ def test_emnist_data_dir_may_be_the_gzip_folder_or_the_folder_above(tmp_path):
         assert datasets.emnist_label_names('letters', data_dir) == ('A', 'B', 'C')
 
 
+def test_data_files_are_the_files_the_loaders_read(mnist_folder, monkeypatch, tmp_path_factory):
+    assert datasets.data_files('mnist', data_dir=mnist_folder) == [
+        mnist_folder / 'train-images-idx3-ubyte.gz', mnist_folder / 'train-labels-idx1-ubyte.gz']
+    root = tmp_path_factory.mktemp('root')
+    names = ['emnist-balanced-test-images-idx3-ubyte.gz', 'emnist-balanced-test-labels-idx1-ubyte.gz',
+             'emnist-balanced-mapping.txt']
+    (root / 'emnist' / 'gzip').mkdir(parents=True)
+    for name in names:
+        (root / 'emnist' / 'gzip' / name).touch()
+    monkeypatch.setenv('CGAN_DATA_DIR', str(root))
+    assert datasets.data_files('emnist', 'test') == [root / 'emnist' / 'gzip' / name for name in names]
+    with pytest.raises(ValueError, match="unknown dataset 'zalando'"):
+        datasets.data_files('zalando')
+
+
 def replace_file(folder, name, content):
     (folder / name).write_bytes(content)
 
