@@ -23,10 +23,11 @@ def error_code(error):
 
 
 class Cloud:
-    """Makes the AWS calls of every command, so that a dry run can show each one instead.
+    """Makes the AWS calls of every command, so that a dry run can list each one instead.
 
-    In a dry run no request leaves the machine: each call is printed, numbered, and answers
-    what its caller passed as `assume` (a placeholder answer, as if nothing existed yet).
+    In a dry run no request leaves the machine: each call is written down, numbered, in
+    `dry_run_lines`, and answers what its caller passed as `assume` (a placeholder answer,
+    as if nothing of the tool's existed yet).
     """
 
     def __init__(self, region, endpoint_url=None, dry_run=False, session=None, out=print):
@@ -34,9 +35,10 @@ class Cloud:
         self.endpoint_url = endpoint_url
         self.dry_run = dry_run
         self.out = out
+        self.dry_run_lines = []
+        self._calls_listed = 0
         self._session = session
         self._clients = {}
-        self.calls_shown = 0
 
     def client(self, service):
         if service not in self._clients:
@@ -51,30 +53,29 @@ class Cloud:
 
     def call(self, service, operation, assume=None, **params):
         if self.dry_run:
-            self.show(f"{service}.{operation}", params)
+            self.list_call(f"{service}.{operation}", params)
             return copy.deepcopy(assume)
         return getattr(self.client(service), operation)(**params)
 
     def upload_file(self, path, bucket, key, what):
         if self.dry_run:
-            self.show("s3.upload_file", {"Filename": what, "Bucket": bucket, "Key": key})
+            self.list_call("s3.upload_file", {"Filename": what, "Bucket": bucket, "Key": key})
             return
         self.client("s3").upload_file(str(path), bucket, key)
 
     def download_file(self, bucket, key, path):
         self.client("s3").download_file(bucket, key, str(path))
 
-    def show(self, name, params):
-        self.calls_shown += 1
+    def list_call(self, name, params):
+        self._calls_listed += 1
         arguments = [f"{key}={_short_json(value)}" for key, value in params.items()]
-        one_line = f"{self.calls_shown:>3}. {name}({', '.join(arguments)})"
+        one_line = f"{self._calls_listed:>3}. {name}({', '.join(arguments)})"
         if len(one_line) <= 100:
-            self.out(one_line)
+            self.dry_run_lines.append(one_line)
             return
-        self.out(f"{self.calls_shown:>3}. {name}(")
-        for argument in arguments:
-            self.out(f"         {argument},")
-        self.out("     )")
+        self.dry_run_lines.append(f"{self._calls_listed:>3}. {name}(")
+        self.dry_run_lines += [f"         {argument}," for argument in arguments]
+        self.dry_run_lines.append("     )")
 
 
 def _short_json(value):

@@ -42,9 +42,9 @@ def launch(cloud, options):
     flags = {name: getattr(options, name) for name in TRAINING_FLAGS}
     train_args = training_arguments(flags, with_data=options.data_dir is not None)
     known = catalog.INSTANCE_TYPES.get(options.instance_type)
-    show_plan(cloud, options, run_id, cidr, train_args, known)
-
     bucket = options.bucket or resources.default_bucket(cloud)
+    show_plan(cloud, options, run_id, cidr, train_args, known, bucket)
+
     check_offered(cloud, options.instance_type)
     check_vcpu_quota(cloud, options.instance_type, options.spot)
     image_id, root_device, login_user = find_image(cloud, options)
@@ -105,6 +105,10 @@ def launch(cloud, options):
 
     out = cloud.out
     if cloud.dry_run:
+        out("\nAWS calls, in order; <...> marks what AWS would answer, and nothing of the "
+            "tool's is assumed to exist yet:")
+        for line in cloud.dry_run_lines:
+            out(line)
         out("\nUser data of run_instances: the script the instance runs as root at first boot")
         for line in user_data.splitlines():
             out(f"  | {line}")
@@ -120,7 +124,7 @@ def launch(cloud, options):
     return run_id
 
 
-def show_plan(cloud, options, run_id, cidr, train_args, known):
+def show_plan(cloud, options, run_id, cidr, train_args, known, bucket):
     out = cloud.out
     if cloud.dry_run:
         out("Dry run of launch: nothing is created and no request is sent to AWS, so no "
@@ -150,16 +154,12 @@ def show_plan(cloud, options, run_id, cidr, train_args, known):
         "machine powers off and terminates itself")
     out(f"  access      SSH (port 22) from {cidr} only; no other port is open; Jupyter "
         "through an SSH tunnel")
-    out(f"  results     copied every 5 minutes and at the end to "
-        f"s3://{options.bucket or 'cgan-runs-<account-id>-' + cloud.region}/runs/{run_id}/")
+    out(f"  results     copied every 5 minutes and at the end to s3://{bucket}/runs/{run_id}/")
     if known and not known.recommended:
         out(f"  note        {options.instance_type} is the book's choice, not a recommended "
             "one: only an Amazon Linux 2 image, whose updates end in mid-2026, still drives "
             "a V100, and many regions no longer offer P3. Prefer "
             f"--instance-type {', '.join(catalog.RECOMMENDED_TYPES)}.")
-    if cloud.dry_run:
-        out("\nAWS calls, in order; <...> marks what AWS would answer, and nothing of the "
-            "tool's is assumed to exist yet:")
 
 
 def check_offered(cloud, instance_type):

@@ -85,7 +85,8 @@ def ensure_key_pair(cloud):
         TagSpecifications=[{"ResourceType": "key-pair", "Tags": tags()}],
         assume={"KeyName": KEY_NAME})
     if cloud.dry_run:
-        cloud.out(f"     (the private key would be saved to {path}, readable by you only)")
+        cloud.dry_run_lines.append(
+            f"     (the private key would be saved to {path}, readable by you only)")
     else:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

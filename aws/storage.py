@@ -64,7 +64,7 @@ def upload_folder(cloud, folder, bucket, prefix):
 def list_objects(cloud, bucket, prefix):
     """Every object under prefix/ (none in a dry run)."""
     if cloud.dry_run:
-        cloud.show("s3.list_objects_v2", {"Bucket": bucket, "Prefix": f"{prefix}/"})
+        cloud.list_call("s3.list_objects_v2", {"Bucket": bucket, "Prefix": f"{prefix}/"})
         return []
     pages = cloud.client("s3").get_paginator("list_objects_v2").paginate(
         Bucket=bucket, Prefix=f"{prefix}/")
