@@ -6,11 +6,14 @@ import sys
 import boto3
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
-from . import catalog, commands
+from . import catalog, commands, launch
 from .cloud import NO_CREDENTIALS, Cloud, CloudError
 from .resources import DEFAULT_IP_URL
 
 RECIPES = ("mnist", "zalando", "emnist")
+COMMANDS = {"launch": launch.launch, "status": commands.status, "logs": commands.logs,
+            "fetch": commands.fetch, "jupyter": commands.jupyter,
+            "terminate": commands.terminate, "cleanup": commands.cleanup}
 
 
 def parser():
@@ -85,7 +88,7 @@ def main(argv=None, session=None, out=print):
     cloud = Cloud(region, options.endpoint_url, getattr(options, "dry_run", False),
                   session, out)
     try:
-        getattr(commands, options.command)(cloud, options)
+        COMMANDS[options.command](cloud, options)
     except CloudError as error:
         out(f"error: {error}")
         return 1

@@ -37,13 +37,11 @@ class Cloud:
         self.out = out
         self.dry_run_lines = []
         self._calls_listed = 0
-        self._session = session
+        self._session = session or boto3.Session()
         self._clients = {}
 
     def client(self, service):
         if service not in self._clients:
-            if self._session is None:
-                self._session = boto3.Session()
             # Path-style S3 addresses work with any endpoint, including a local test server.
             config = Config(s3={"addressing_style": "path"}) if self.endpoint_url else None
             self._clients[service] = self._session.client(

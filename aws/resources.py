@@ -33,6 +33,11 @@ def tag_value(resource, key):
 MANAGED = [{"Name": f"tag:{MANAGED_TAG}", "Values": ["true"]}]
 
 
+def run_prefix(run_id):
+    """Where a run keeps its files in the bucket."""
+    return f"runs/{run_id}"
+
+
 def run_filter(run_id):
     return MANAGED + [{"Name": f"tag:{RUN_TAG}", "Values": [run_id]}]
 

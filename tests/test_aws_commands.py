@@ -10,7 +10,11 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from aws.__main__ import main
-from aws_fixtures import OPEN_DRIVER_NEW, free_port, local_aws, moto_url  # noqa: F401
+from aws.resources import MANAGED
+
+pytest_plugins = ["aws_fixtures"]  # moto's server, and an environment sealed off from AWS
+pytest.register_assert_rewrite("aws_fixtures")
+from aws_fixtures import OPEN_DRIVER_NEW, free_port  # noqa: E402 (after the line above)
 
 MY_ADDRESS = "203.0.113.7/32"
 WORLD = ("0.0.0.0/0", "::/0")
@@ -41,18 +45,25 @@ def instances_of(run_id):
     return [i for r in reservations for i in r["Instances"]]
 
 
+def the_tool_security_group():
+    return only(boto3.client("ec2").describe_security_groups(Filters=MANAGED)["SecurityGroups"])
+
+
 def ingress_cidrs(group):
     return ([r["CidrIp"] for rule in group["IpPermissions"] for r in rule.get("IpRanges", [])]
             + [r["CidrIpv6"] for rule in group["IpPermissions"]
                for r in rule.get("Ipv6Ranges", [])])
 
 
-def fail_with(session, operation, code, message, service="ec2"):
-    """Makes one AWS operation answer with an error, as AWS would; the rest reach moto."""
-    def answer(**_):
-        return AWSResponse("https://example.invalid", 400, {}, None), {
-            "Error": {"Code": code, "Message": message}}
-    session.events.register(f"before-call.{service}.{operation}", answer)
+def answer_as_aws(session, operation, answer, http_status=400):
+    """Makes one AWS operation give this answer, as AWS would; the other calls reach moto."""
+    session.events.register(f"before-call.{operation}", lambda **_: (
+        AWSResponse("https://example.invalid", http_status, {}, None), answer))
+    return session
+
+
+def error(code, message):
+    return {"Error": {"Code": code, "Message": message}}
 
 
 def test_dry_run_shows_every_call_and_needs_no_credentials(monkeypatch, tmp_path):
@@ -98,8 +109,7 @@ def test_launch_starts_a_locked_down_instance_that_terminates_itself(local_aws, 
     tags = {tag["Key"]: tag["Value"] for tag in instance["Tags"]}
     bucket = "cgan-runs-123456789012-us-east-1"
     assert tags == {"cgan:managed": "true", "cgan:run": run_id, "Name": f"cgan {run_id}",
-                    "cgan:bucket": bucket, "cgan:login-user": "ubuntu",
-                    "cgan:usd-per-hour": tags["cgan:usd-per-hour"]}
+                    "cgan:bucket": bucket, "cgan:login-user": "ubuntu"}
     assert instance["MetadataOptions"]["HttpTokens"] == "required"
     assert instance["IamInstanceProfile"]["Arn"].endswith("instance-profile/cgan/cgan-training")
     assert ec2.describe_instance_attribute(
@@ -139,10 +149,9 @@ def test_a_second_launch_reuses_what_the_first_created(local_aws):
     launch()
     launch("--ssh-cidr", "198.51.100.0/24")  # from another network now
     ec2 = boto3.client("ec2")
-    managed = [{"Name": "tag:cgan:managed", "Values": ["true"]}]
     assert len(boto3.client("s3").list_buckets()["Buckets"]) == 1
-    assert len(ec2.describe_key_pairs(Filters=managed)["KeyPairs"]) == 1
-    group = only(ec2.describe_security_groups(Filters=managed)["SecurityGroups"])
+    assert len(ec2.describe_key_pairs(Filters=MANAGED)["KeyPairs"]) == 1
+    group = the_tool_security_group()
     assert ingress_cidrs(group) == ["198.51.100.0/24"]  # the old address is shut out
     assert len(boto3.client("iam").list_roles(PathPrefix="/cgan/")["Roles"]) == 1
 
@@ -163,8 +172,7 @@ def test_launch_lets_ssh_in_from_the_address_the_lookup_reports(local_aws):
                           "--ip-url", f"http://127.0.0.1:{server.server_port}/")
     server.server_close()
     assert status == 0, printed
-    group = only(boto3.client("ec2").describe_security_groups(
-        Filters=[{"Name": "tag:cgan:managed", "Values": ["true"]}])["SecurityGroups"])
+    group = the_tool_security_group()
     assert ingress_cidrs(group) == ["192.0.2.44/32"]
 
 
@@ -208,12 +216,8 @@ def test_a_bucket_of_another_account_is_refused(local_aws):
 
 
 def test_a_quota_of_zero_p_instances_says_how_to_ask_for_more(local_aws):
-    session = boto3.Session()
-
-    def no_p_instances(**_):
-        return AWSResponse("https://example.invalid", 200, {}, None), {
-            "Quota": {"QuotaCode": "L-417A185B", "Value": 0.0}}
-    session.events.register("before-call.service-quotas.GetServiceQuota", no_p_instances)
+    session = answer_as_aws(boto3.Session(), "service-quotas.GetServiceQuota",
+                            {"Quota": {"QuotaCode": "L-417A185B", "Value": 0.0}}, 200)
     status, printed = run("launch", "--recipe", "mnist", "--instance-type", "p5.4xlarge",
                           "--ssh-cidr", MY_ADDRESS, session=session)
     assert status == 1
@@ -223,10 +227,19 @@ def test_a_quota_of_zero_p_instances_says_how_to_ask_for_more(local_aws):
     assert boto3.client("ec2").describe_instances()["Reservations"] == []
 
 
+def test_a_vcpu_limit_met_at_launch_says_how_to_ask_for_more(local_aws):
+    session = answer_as_aws(boto3.Session(), "ec2.RunInstances", error(
+        "VcpuLimitExceeded", "You have requested more vCPU capacity than your limit allows"))
+    status, printed = run("launch", "--recipe", "mnist", "--instance-type", "g5.xlarge",
+                          "--ssh-cidr", MY_ADDRESS, session=session)
+    assert status == 1
+    assert 'has too few vCPUs left of "Running On-Demand G and VT instances"' in printed
+    assert "--quota-code L-DB2E81BA --desired-value 4" in printed
+
+
 def test_an_unfulfilled_spot_request_says_what_to_try(local_aws):
-    session = boto3.Session()
-    fail_with(session, "RunInstances", "InsufficientInstanceCapacity",
-              "There is no Spot capacity available that matches your request.")
+    session = answer_as_aws(boto3.Session(), "ec2.RunInstances", error(
+        "InsufficientInstanceCapacity", "There is no Spot capacity that matches your request."))
     status, printed = run("launch", "--recipe", "mnist", "--instance-type", "g5.xlarge",
                           "--ssh-cidr", MY_ADDRESS, "--spot", session=session)
     assert status == 1
@@ -248,7 +261,8 @@ def test_status_logs_and_fetch_follow_a_run_home(local_aws, tmp_path):
     status, printed = run("status", run_id)
     assert status == 0, printed
     instance_id = only(instances_of(run_id))["InstanceId"]
-    assert f"instance  {instance_id} (g5.xlarge) running" in printed
+    assert f"{run_id}: mnist on a g5.xlarge, spot, launched" in printed
+    assert f"instance  {instance_id} running" in printed
     assert "training  training" in printed
     assert "cost      about $" in printed
     assert "(3 files)" in printed
@@ -269,8 +283,7 @@ def test_jupyter_gives_a_tunnel_not_an_open_port(local_aws, tmp_path):
     assert status == 0, printed
     key = tmp_path / "home" / ".ssh" / "cgan-us-east-1.pem"
     assert f"ssh -i {key} -N -L 8888:localhost:8888 ubuntu@{address}" in printed
-    group = only(boto3.client("ec2").describe_security_groups(
-        Filters=[{"Name": "tag:cgan:managed", "Values": ["true"]}])["SecurityGroups"])
+    group = the_tool_security_group()
     assert 8888 not in [rule["FromPort"] for rule in group["IpPermissions"]]
 
 
@@ -298,11 +311,10 @@ def test_cleanup_leaves_nothing_behind_and_can_run_again(local_aws, tmp_path, mo
 
     assert status == 0, printed
     ec2, iam = boto3.client("ec2"), boto3.client("iam")
-    managed = [{"Name": "tag:cgan:managed", "Values": ["true"]}]
-    states = {i["State"]["Name"] for r in ec2.describe_instances(Filters=managed)["Reservations"]
+    states = {i["State"]["Name"] for r in ec2.describe_instances(Filters=MANAGED)["Reservations"]
               for i in r["Instances"]}
     assert states == {"terminated"}
-    assert ec2.describe_security_groups(Filters=managed)["SecurityGroups"] == []
+    assert ec2.describe_security_groups(Filters=MANAGED)["SecurityGroups"] == []
     assert ec2.describe_key_pairs()["KeyPairs"] == []
     assert boto3.client("s3").list_buckets()["Buckets"] == []
     assert iam.list_roles(PathPrefix="/cgan/")["Roles"] == []
