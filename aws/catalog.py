@@ -18,7 +18,7 @@ DEFAULT_INSTANCE_TYPE = "p3.2xlarge"
 class InstanceType:
     gpu: str
     on_demand_usd_per_hour: float  # us-east-1 list price, Linux; other regions differ a little
-    recommended: bool  # served by the current DLAMIs and drivers
+    recommended: bool  # a choice the README recommends: g5, g6 and newer
 
 
 INSTANCE_TYPES = {

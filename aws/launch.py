@@ -45,27 +45,56 @@ def launch(cloud, options):
 
     resources.ensure_bucket(cloud, bucket)
     prefix = resources.run_prefix(run_id)
+    data_uri = upload_inputs(cloud, options, bucket, prefix)
+    key_name = resources.ensure_key_pair(cloud)
+    group_id = resources.ensure_security_group(cloud, cidr)
+    profile, profile_is_new = resources.ensure_instance_profile(cloud, bucket)
+    user_data = render_user_data(
+        run_uri=f"s3://{bucket}/{prefix}", project_uri=f"s3://{bucket}/{prefix}/project.tar.gz",
+        data_uri=data_uri, recipe=options.recipe, train_args=train_args,
+        max_hours=options.max_hours, region=cloud.region)
+    request = instance_request(options, run_id, bucket, image_id, root_device, login_user,
+                               key_name, group_id, profile, user_data)
+    instance_id = start_instance(cloud, request, options, vcpus, profile_is_new)
+    cloud.call("s3", "put_object", Bucket=bucket, Key=f"{prefix}/launch.json",
+               ContentType="application/json", Body=json.dumps({
+                   "run": run_id, "recipe": options.recipe, "instance": instance_id,
+                   "instance_type": options.instance_type, "spot": options.spot,
+                   "usd_per_hour": price, "max_hours": options.max_hours,
+                   "region": cloud.region, "image": image_id, "train_args": train_args,
+                   "launched": datetime.now(timezone.utc).isoformat()}, indent=2))
+
+    out = cloud.out
+    if cloud.dry_run:
+        show_dry_run(cloud, user_data)
+        return run_id
+    out(f"\nLaunched run {run_id}")
+    out(f"  instance  {instance_id} ({options.instance_type}"
+        f"{', spot' if options.spot else ''}) in {cloud.region}, image {image_id}")
+    out(f"  price     {price_note}")
+    out(f"  results   s3://{bucket}/{prefix}/")
+    show_next_commands(cloud, options, run_id)
+    return run_id
+
+
+def upload_inputs(cloud, options, bucket, prefix):
+    """Uploads the project, and the data folder if there is one; returns the data's URI."""
     with tempfile.TemporaryDirectory() as scratch:
         archive = Path(scratch) / "project.tar.gz"
         count = storage.pack_project(archive, skip=options.data_dir)
         cloud.upload_file(archive, bucket, f"{prefix}/project.tar.gz",
                           what=f"<the project: {count} files>")
-    data_uri = None
-    if options.data_dir:
-        data_prefix = f"data/{Path(options.data_dir).resolve().name}"
-        storage.upload_folder(cloud, options.data_dir, bucket, data_prefix)
-        data_uri = f"s3://{bucket}/{data_prefix}"
-    key_name = resources.ensure_key_pair(cloud)
-    group_id = resources.ensure_security_group(cloud, cidr)
-    profile, profile_is_new = resources.ensure_instance_profile(cloud, bucket)
+    if not options.data_dir:
+        return None
+    data_prefix = f"data/{Path(options.data_dir).resolve().name}"
+    storage.upload_folder(cloud, options.data_dir, bucket, data_prefix)
+    return f"s3://{bucket}/{data_prefix}"
 
-    user_data = render_user_data(
-        run_uri=f"s3://{bucket}/{prefix}", project_uri=f"s3://{bucket}/{prefix}/project.tar.gz",
-        data_uri=data_uri, recipe=options.recipe, train_args=train_args,
-        max_hours=options.max_hours, region=cloud.region)
-    instance_tags = resources.tags(**{
-        "Name": f"cgan {run_id}", RUN_TAG: run_id, "cgan:bucket": bucket,
-        "cgan:login-user": login_user})
+
+def instance_request(options, run_id, bucket, image_id, root_device, login_user, key_name,
+                     group_id, profile, user_data):
+    """The run_instances arguments: the machine, locked down, and set to end by itself."""
+    run_tags = resources.tags(**{RUN_TAG: run_id})
     request = dict(
         ImageId=image_id, InstanceType=options.instance_type, MinCount=1, MaxCount=1,
         KeyName=key_name, SecurityGroupIds=[group_id], IamInstanceProfile={"Name": profile},
@@ -80,41 +109,28 @@ def launch(cloud, options):
             "VolumeSize": catalog.ROOT_VOLUME_GB, "VolumeType": "gp3", "Encrypted": True,
             "DeleteOnTermination": True}}],
         TagSpecifications=[
-            {"ResourceType": "instance", "Tags": instance_tags},
-            {"ResourceType": "volume", "Tags": resources.tags(**{RUN_TAG: run_id})}])
+            {"ResourceType": "instance", "Tags": resources.tags(**{
+                "Name": f"cgan {run_id}", RUN_TAG: run_id, "cgan:bucket": bucket,
+                "cgan:login-user": login_user})},
+            {"ResourceType": "volume", "Tags": run_tags}])
     if options.spot:
         request["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": {
             "SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}}
-        request["TagSpecifications"].append({"ResourceType": "spot-instances-request",
-                                             "Tags": resources.tags(**{RUN_TAG: run_id})})
-    instance_id = start_instance(cloud, request, options, vcpus, profile_is_new)
-    cloud.call("s3", "put_object", Bucket=bucket, Key=f"{prefix}/launch.json",
-               ContentType="application/json", Body=json.dumps({
-                   "run": run_id, "recipe": options.recipe, "instance": instance_id,
-                   "instance_type": options.instance_type, "spot": options.spot,
-                   "usd_per_hour": price, "max_hours": options.max_hours,
-                   "region": cloud.region, "image": image_id, "train_args": train_args,
-                   "launched": datetime.now(timezone.utc).isoformat()}, indent=2))
+        request["TagSpecifications"].append(
+            {"ResourceType": "spot-instances-request", "Tags": run_tags})
+    return request
 
+
+def show_dry_run(cloud, user_data):
     out = cloud.out
-    if cloud.dry_run:
-        out("\nAWS calls, in order; <...> marks what AWS would answer, and nothing of the "
-            "tool's is assumed to exist yet:")
-        for line in cloud.dry_run_lines:
-            out(line)
-        out("\nUser data of run_instances: the script the instance runs as root at first boot")
-        for line in user_data.splitlines():
-            out(f"  | {line}")
-        out("\nNothing was created. To launch for real, run the same command without "
-            "--dry-run.")
-        return run_id
-    out(f"\nLaunched run {run_id}")
-    out(f"  instance  {instance_id} ({options.instance_type}"
-        f"{', spot' if options.spot else ''}) in {cloud.region}, image {image_id}")
-    out(f"  price     {price_note}")
-    out(f"  results   s3://{bucket}/{prefix}/")
-    show_next_commands(cloud, options, run_id)
-    return run_id
+    out("\nAWS calls, in order; <...> marks what AWS would answer, and nothing of the "
+        "tool's is assumed to exist yet:")
+    for line in cloud.dry_run_lines:
+        out(line)
+    out("\nUser data of run_instances: the script the instance runs as root at first boot")
+    for line in user_data.splitlines():
+        out(f"  | {line}")
+    out("\nNothing was created. To launch for real, run the same command without --dry-run.")
 
 
 def show_plan(cloud, options, run_id, cidr, train_args, known, bucket):
@@ -148,7 +164,7 @@ def show_plan(cloud, options, run_id, cidr, train_args, known, bucket):
     out(f"  access      SSH (port 22) from {cidr} only; no other port is open; Jupyter "
         "through an SSH tunnel")
     out(f"  results     copied every 5 minutes and at the end to s3://{bucket}/runs/{run_id}/")
-    if known and not known.recommended:
+    if family is catalog.PROPRIETARY_DRIVER_AMI:
         out(f"  note        {options.instance_type} is the book's choice, not a recommended "
             "one: only an Amazon Linux 2 image, whose updates end in mid-2026, still drives "
             "a V100, and many regions no longer offer P3. Prefer "
