@@ -45,7 +45,9 @@ def parser():
                        ("--z-dim", int), ("--learning-rate", float), ("--beta1", float),
                        ("--save-every", int), ("--seed", int)]:
         training.add_argument(flag, type=kind)
-    training.add_argument("--resume", action="store_true")
+    training.add_argument("--resume", metavar="RUN",
+                          help="continue RUN (after a spot interruption, say) from the last "
+                               "checkpoint it copied to S3")
     training.add_argument("--data-dir", help="a local dataset folder to upload, instead "
                                              "of downloading the data on the instance")
     machine = launch.add_argument_group("machine")

@@ -26,6 +26,7 @@ set -euo pipefail
 readonly RUN_URI={{run_uri}}
 readonly PROJECT_URI={{project_uri}}
 readonly DATA_URI={{data_uri}}
+readonly RESUME_URI={{resume_uri}}
 readonly RECIPE={{recipe}}
 readonly IMAGE={{image}}
 readonly WORK={{work_dir}}
@@ -86,6 +87,9 @@ aws s3 cp --only-show-errors "$PROJECT_URI" - | tar -xz -C "$WORK/src"
 if [ -n "$DATA_URI" ]; then
     aws s3 sync --only-show-errors "$DATA_URI" "$WORK/data"
 fi
+if [ -n "$RESUME_URI" ]; then  # the run folder of the run that this one continues
+    aws s3 sync --only-show-errors "$RESUME_URI" "$WORK/runs/$RECIPE"
+fi
 
 # Both containers see the GPU and the work folder; TensorFlow takes GPU memory as it needs
 # it, so that a notebook can share the GPU with training.
@@ -128,12 +132,13 @@ def training_arguments(flags, work_dir=WORK_DIR, with_data=False):
     return arguments
 
 
-def render_user_data(*, run_uri, project_uri, data_uri, recipe, train_args, max_hours,
-                     region, work_dir=WORK_DIR, sync_seconds=300):
+def render_user_data(*, run_uri, project_uri, data_uri, resume_uri, recipe, train_args,
+                     max_hours, region, work_dir=WORK_DIR, sync_seconds=300):
     values = {
         "run_uri": run_uri,
         "project_uri": project_uri,
         "data_uri": data_uri or "",
+        "resume_uri": resume_uri or "",
         "recipe": recipe,
         "image": PYTHON_IMAGE,
         "work_dir": work_dir,

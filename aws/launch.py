@@ -14,7 +14,7 @@ from .catalog import RUN_TAG
 from .cloud import CloudError, error_code
 
 TRAINING_FLAGS = ("epochs", "max_steps", "batch_size", "z_dim", "learning_rate", "beta1",
-                  "save_every", "seed", "resume")
+                  "save_every", "seed")
 
 # Answers of run_instances that mean "no capacity for you now", not a mistake of ours.
 SPOT_UNFULFILLED = {"InsufficientInstanceCapacity", "InsufficientCapacity",
@@ -33,6 +33,7 @@ def launch(cloud, options):
     cidr = ("<your public IP>/32" if cloud.dry_run and not options.ssh_cidr
             else resources.caller_cidr(options.ssh_cidr, options.ip_url))
     flags = {name: getattr(options, name) for name in TRAINING_FLAGS}
+    flags["resume"] = options.resume is not None
     train_args = training_arguments(flags, with_data=options.data_dir is not None)
     known = catalog.INSTANCE_TYPES.get(options.instance_type)
     bucket = options.bucket or resources.default_bucket(cloud)
@@ -46,12 +47,14 @@ def launch(cloud, options):
     resources.ensure_bucket(cloud, bucket)
     prefix = resources.run_prefix(run_id)
     data_uri = upload_inputs(cloud, options, bucket, prefix)
+    resume_uri = options.resume and run_to_resume(cloud, options, bucket)
     key_name = resources.ensure_key_pair(cloud)
     group_id = resources.ensure_security_group(cloud, cidr)
     profile, profile_is_new = resources.ensure_instance_profile(cloud, bucket)
     user_data = render_user_data(
         run_uri=f"s3://{bucket}/{prefix}", project_uri=f"s3://{bucket}/{prefix}/project.tar.gz",
-        data_uri=data_uri, recipe=options.recipe, train_args=train_args,
+        data_uri=data_uri, resume_uri=resume_uri, recipe=options.recipe,
+        train_args=train_args,
         max_hours=options.max_hours, region=cloud.region)
     request = instance_request(options, run_id, bucket, image_id, root_device, login_user,
                                key_name, group_id, profile, user_data)
@@ -89,6 +92,15 @@ def upload_inputs(cloud, options, bucket, prefix):
     data_prefix = f"data/{Path(options.data_dir).resolve().name}"
     storage.upload_folder(cloud, options.data_dir, bucket, data_prefix)
     return f"s3://{bucket}/{data_prefix}"
+
+
+def run_to_resume(cloud, options, bucket):
+    """Where the run folder of the run to continue is, once it is known to be there."""
+    prefix = f"{resources.run_prefix(options.resume)}/output/{options.recipe}"
+    if not storage.list_objects(cloud, bucket, prefix) and not cloud.dry_run:
+        raise CloudError(f"--resume {options.resume}: s3://{bucket}/{prefix}/ holds no "
+                         f"{options.recipe} run to continue.")
+    return f"s3://{bucket}/{prefix}"
 
 
 def instance_request(options, run_id, bucket, image_id, root_device, login_user, key_name,
@@ -146,6 +158,8 @@ def show_plan(cloud, options, run_id, cidr, train_args, known, bucket):
     disk_per_hour = catalog.ROOT_VOLUME_GB * catalog.EBS_GP3_USD_PER_GB_MONTH / 730
     out(f"  run         {run_id}")
     out(f"  training    python run_{options.recipe}.py {' '.join(train_args)}")
+    if options.resume:
+        out(f"  continues   {options.resume}, from the last checkpoint it copied to S3")
     out(f"  machine     {options.instance_type}"
         f"{f' ({known.gpu})' if known else ''}, {market}, in {cloud.region}")
     out(f"  image       {image}")

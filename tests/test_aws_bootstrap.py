@@ -15,13 +15,15 @@ from aws.bootstrap import render_user_data, training_arguments
 RUN_URI = "s3://cgan-runs-123456789012-us-east-1/runs/mnist-20260301-120000"
 
 
-def user_data(work_dir="/opt/cgan", data_uri="s3://cgan-runs-123456789012-us-east-1/data/mnist",
-              max_hours=6, sync_seconds=300):
+RESUMED_RUN = "s3://cgan-runs-123456789012-us-east-1/runs/mnist-20260228-090000/output/mnist"
+
+
+def user_data(work_dir="/opt/cgan", data_uri="s3://cgan-runs-123456789012-us-east-1/data/mnist"):
     flags = {"epochs": 2, "learning_rate": 0.0002, "seed": None, "resume": True}
     return render_user_data(
         run_uri=RUN_URI, project_uri=f"{RUN_URI}/project.tar.gz", data_uri=data_uri,
-        recipe="mnist", region="us-east-1", max_hours=max_hours, work_dir=work_dir,
-        sync_seconds=sync_seconds,
+        resume_uri=RESUMED_RUN, recipe="mnist", region="us-east-1", max_hours=6,
+        work_dir=work_dir,
         train_args=training_arguments(flags, work_dir, with_data=data_uri is not None))
 
 
@@ -106,5 +108,7 @@ def test_the_machine_uploads_the_run_and_powers_off_however_training_ends(
                              "--epochs 2 --learning-rate 0.0002 --resume")
     assert (f"aws s3 sync --only-show-errors {work}/runs/mnist {RUN_URI}/output/mnist"
             in calls[calls.index(training):])
+    resumed = f"aws s3 sync --only-show-errors {RESUMED_RUN} {work}/runs/mnist"
+    assert resumed in calls[:calls.index(training)]  # the checkpoints come before training
     assert (work / "src" / "run_mnist.py").exists()
     assert (work / "logs" / "state").read_text().strip() == final_state

@@ -156,6 +156,24 @@ def test_a_second_launch_reuses_what_the_first_created(local_aws):
     assert len(boto3.client("iam").list_roles(PathPrefix="/cgan/")["Roles"]) == 1
 
 
+def test_a_run_can_be_continued_on_a_new_instance(local_aws):
+    earlier, _ = launch("--spot")
+    status, printed = run("launch", "--recipe", "mnist", "--instance-type", "g5.xlarge",
+                          "--ssh-cidr", MY_ADDRESS, "--resume", earlier)
+    assert status == 1  # nothing to continue from yet
+    assert f"--resume {earlier}: s3://" in printed and "holds no mnist run" in printed
+
+    bucket = "cgan-runs-123456789012-us-east-1"
+    boto3.client("s3").put_object(Bucket=bucket, Key=f"runs/{earlier}/output/mnist/run.json",
+                                  Body=b"{}")
+    later, _ = launch("--resume", earlier)
+    user_data = base64.b64decode(boto3.client("ec2").describe_instance_attribute(
+        InstanceId=only(instances_of(later))["InstanceId"], Attribute="userData"
+    )["UserData"]["Value"]).decode()
+    assert f"readonly RESUME_URI=s3://{bucket}/runs/{earlier}/output/mnist" in user_data
+    assert "readonly TRAIN_ARGS=(--out-dir /opt/cgan/runs --resume)" in user_data
+
+
 def test_launch_lets_ssh_in_from_the_address_the_lookup_reports(local_aws):
     class MyAddress(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
