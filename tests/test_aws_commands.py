@@ -27,9 +27,14 @@ def run(*argv, session=None):
     return status, "\n".join(lines)
 
 
+def try_launch(*extra, session=None):
+    """Launches MNIST on a g5.xlarge, SSH from MY_ADDRESS; later options override these."""
+    return run("launch", "--recipe", "mnist", "--instance-type", "g5.xlarge",
+               "--ssh-cidr", MY_ADDRESS, *extra, session=session)
+
+
 def launch(*extra, session=None):
-    status, printed = run("launch", "--recipe", "mnist", "--instance-type", "g5.xlarge",
-                          "--ssh-cidr", MY_ADDRESS, *extra, session=session)
+    status, printed = try_launch(*extra, session=session)
     assert status == 0, printed
     return printed.split("Launched run ")[1].split()[0], printed
 
@@ -158,8 +163,7 @@ def test_a_second_launch_reuses_what_the_first_created(local_aws):
 
 def test_a_run_can_be_continued_on_a_new_instance(local_aws):
     earlier, _ = launch("--spot")
-    status, printed = run("launch", "--recipe", "mnist", "--instance-type", "g5.xlarge",
-                          "--ssh-cidr", MY_ADDRESS, "--resume", earlier)
+    status, printed = try_launch("--resume", earlier)
     assert status == 1  # nothing to continue from yet
     assert f"--resume {earlier}: s3://" in printed and "holds no mnist run" in printed
 
@@ -196,8 +200,7 @@ def test_launch_lets_ssh_in_from_the_address_the_lookup_reports(local_aws):
 
 @pytest.mark.parametrize("cidr", ["0.0.0.0/0", "::/0", "10.0.0.0/8"])
 def test_ssh_is_never_opened_to_the_world(local_aws, cidr):
-    status, printed = run("launch", "--recipe", "mnist", "--instance-type", "g5.xlarge",
-                          "--ssh-cidr", cidr)
+    status, printed = try_launch("--ssh-cidr", cidr)
     assert status == 1
     assert f"--ssh-cidr {cidr} would let" in printed
     assert boto3.client("ec2").describe_instances()["Reservations"] == []
@@ -227,8 +230,7 @@ def test_a_bucket_of_another_account_is_refused(local_aws):
                  aws_secret_access_key=other_account["SecretAccessKey"],
                  aws_session_token=other_account["SessionToken"]
                  ).create_bucket(Bucket="popular-name")
-    status, printed = run("launch", "--recipe", "mnist", "--instance-type", "g5.xlarge",
-                          "--ssh-cidr", MY_ADDRESS, "--bucket", "popular-name")
+    status, printed = try_launch("--bucket", "popular-name")
     assert status == 1
     assert "popular-name belongs to another AWS account" in printed
 
@@ -236,8 +238,7 @@ def test_a_bucket_of_another_account_is_refused(local_aws):
 def test_a_quota_of_zero_p_instances_says_how_to_ask_for_more(local_aws):
     session = answer_as_aws(boto3.Session(), "service-quotas.GetServiceQuota",
                             {"Quota": {"QuotaCode": "L-417A185B", "Value": 0.0}}, 200)
-    status, printed = run("launch", "--recipe", "mnist", "--instance-type", "p5.4xlarge",
-                          "--ssh-cidr", MY_ADDRESS, session=session)
+    status, printed = try_launch("--instance-type", "p5.4xlarge", session=session)
     assert status == 1
     assert 'may run 0 vCPUs of "Running On-Demand P instances"' in printed
     assert ("aws service-quotas request-service-quota-increase --region us-east-1 "
@@ -248,8 +249,7 @@ def test_a_quota_of_zero_p_instances_says_how_to_ask_for_more(local_aws):
 def test_a_vcpu_limit_met_at_launch_says_how_to_ask_for_more(local_aws):
     session = answer_as_aws(boto3.Session(), "ec2.RunInstances", error(
         "VcpuLimitExceeded", "You have requested more vCPU capacity than your limit allows"))
-    status, printed = run("launch", "--recipe", "mnist", "--instance-type", "g5.xlarge",
-                          "--ssh-cidr", MY_ADDRESS, session=session)
+    status, printed = try_launch(session=session)
     assert status == 1
     assert 'has too few vCPUs left of "Running On-Demand G and VT instances"' in printed
     assert "--quota-code L-DB2E81BA --desired-value 4" in printed
@@ -258,8 +258,7 @@ def test_a_vcpu_limit_met_at_launch_says_how_to_ask_for_more(local_aws):
 def test_an_unfulfilled_spot_request_says_what_to_try(local_aws):
     session = answer_as_aws(boto3.Session(), "ec2.RunInstances", error(
         "InsufficientInstanceCapacity", "There is no Spot capacity that matches your request."))
-    status, printed = run("launch", "--recipe", "mnist", "--instance-type", "g5.xlarge",
-                          "--ssh-cidr", MY_ADDRESS, "--spot", session=session)
+    status, printed = try_launch("--spot", session=session)
     assert status == 1
     assert "The spot request for a g5.xlarge in us-east-1 was not fulfilled" in printed
     assert "Nothing is running" in printed and "on-demand (without --spot)" in printed
