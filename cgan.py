@@ -699,3 +699,8 @@ def show_in_notebook(path):
     if type(shell).__name__ == 'ZMQInteractiveShell':
         from IPython.display import Image, display
         display(Image(filename=path))
+
+
+if __name__ == '__main__':
+    from recipes import generate_main
+    generate_main()

@@ -1,0 +1,252 @@
+"""The recipe commands (run_mnist.py, run_zalando.py, run_emnist.py) and `cgan.py generate`,
+run as real commands on a few steps of the real data (CGAN_DATA_DIR, else the download
+cache), what a run leaves behind, and every error path: exit code 2, one line, nothing
+touched."""
+import hashlib
+import json
+import os
+import pickle
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import datasets
+import recipes
+
+REPO = Path(__file__).resolve().parents[1]
+SIDE = 28  # every dataset's images are 28x28
+FAST_RUN = ['--batch-size', '8', '--seed', '0']
+# TensorFlow's C++ logging writes these to stderr at import, whatever TF_CPP_MIN_LOG_LEVEL says.
+TF_LOG_LINE = re.compile(r'WARNING: All log messages before absl::InitializeLog|[IWEF]\d{4} \d\d:\d\d:\d\d')
+
+
+def data_dir_flag(dataset):
+    """--data-dir <CGAN_DATA_DIR>/<dataset>, to exercise the flag; without CGAN_DATA_DIR the
+    commands use the download cache."""
+    root = os.environ.get('CGAN_DATA_DIR')
+    return ['--data-dir', str(Path(root) / dataset)] if root else []
+
+
+def command(script, *arguments, cwd):
+    return subprocess.run([sys.executable, str(REPO / script), *map(str, arguments)], cwd=cwd,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'})
+
+
+def own_stderr_lines(stderr):
+    return [line for line in stderr.splitlines() if line and not TF_LOG_LINE.match(line)]
+
+
+def train(name, out_dir, *arguments):
+    result = command(f'run_{name}.py', '--out-dir', out_dir, *FAST_RUN,
+                     *data_dir_flag(recipes.RECIPES[name].dataset), *arguments, cwd=out_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return Path(out_dir) / name
+
+
+def image_size(path):
+    with Image.open(path) as image:
+        return image.size
+
+
+def gif_frames(path):
+    with Image.open(path) as image:
+        return image.n_frames, image.size
+
+
+def folder_state(folder):
+    """Every file under folder with its size and modification time."""
+    return {str(path.relative_to(folder)): (path.stat().st_size, path.stat().st_mtime_ns)
+            for path in sorted(Path(folder).rglob('*'))}
+
+
+@pytest.fixture(scope='module')
+def mnist_run(tmp_path_factory):
+    """One real run_mnist.py: 3 steps, checkpoints and sample grids at steps 2 and 3."""
+    return train('mnist', tmp_path_factory.mktemp('out'), '--max-steps', '3', '--save-every', '2')
+
+
+# ------------------------------------------------------------------ what a run leaves
+
+def test_mnist_run_leaves_every_output(mnist_run):
+    files = {path.name for path in mnist_run.iterdir()}
+    assert {'checkpoint', 'mnist.pkl', 'losses.csv', 'losses.png', 'samples_2.png',
+            'samples_3.png', 'classes.png', 'progress.gif', 'interpolation.gif', 'run.json'} <= files
+    losses = np.loadtxt(mnist_run / 'losses.csv', delimiter=',', skiprows=1)
+    assert losses[:, 0].tolist() == [1, 2, 3] and np.all(np.isfinite(losses))
+    image_size(mnist_run / 'losses.png')
+    # Sample grids: 5 columns, one class per row, the first 10 classes.
+    assert image_size(mnist_run / 'samples_3.png') == (5 * SIDE, 10 * SIDE)
+    assert image_size(mnist_run / 'classes.png') == (recipes.LABEL_WIDTH + recipes.CLASS_COLUMNS * SIDE,
+                                                     10 * SIDE)
+    frames, (width, _) = gif_frames(mnist_run / 'progress.gif')
+    assert frames == 2 and width == 5 * SIDE * recipes.PROGRESS_SCALE
+    frames, (width, _) = gif_frames(mnist_run / 'interpolation.gif')
+    assert frames == recipes.INTERPOLATION_STEPS == 50
+    assert width == SIDE * recipes.INTERPOLATION_SCALE
+
+
+def test_run_json_records_the_run(mnist_run):
+    record = json.loads((mnist_run / 'run.json').read_text())
+    assert record['recipe'] == 'mnist' and record['dataset'] == 'mnist'
+    assert record['steps'] == 3
+    arguments = record['arguments']
+    assert (arguments['epochs'], arguments['z_dim'], arguments['learning_rate'], arguments['beta1']) == \
+        (16, 96, 0.0002, 0.35)  # the book's, untouched by the flags
+    assert (arguments['max_steps'], arguments['batch_size'], arguments['seed'], arguments['resume']) == \
+        (3, 8, 0, False)
+    assert record['versions']['tensorflow'] == tf.__version__
+    assert record['data']['classes'] == list(datasets.MNIST_LABELS)
+    checksums = record['data']['sha256']
+    assert sorted(Path(path).name for path in checksums) == ['train-images-idx3-ubyte.gz',
+                                                             'train-labels-idx1-ubyte.gz']
+    for path, digest in checksums.items():
+        assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == digest
+    assert record['wall_time_seconds'] >= record['training_seconds'] > 0
+
+
+def test_the_pickle_generates(mnist_run):
+    with open(mnist_run / 'mnist.pkl', 'rb') as f:
+        gan = pickle.load(f)
+    images = gan.generate_new(target_class=8, rows=10, cols=10, plot=False)
+    assert images.shape == (100, SIDE, SIDE, 1) and np.abs(images).max() <= 1
+
+
+@pytest.mark.parametrize('name, class_names', [
+    ('zalando', datasets.FASHION_LABELS),
+    ('emnist', tuple('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabdefghnqrt')),
+])
+def test_fashion_and_emnist_recipes(name, class_names, tmp_path):
+    run_dir = train(name, tmp_path, '--max-steps', '1', '--save-every', '1')
+    record = json.loads((run_dir / 'run.json').read_text())
+    assert record['recipe'] == name and record['steps'] == 1
+    assert record['arguments']['epochs'] == recipes.RECIPES[name].epochs
+    assert tuple(record['data']['classes']) == class_names
+    assert image_size(run_dir / 'classes.png') == (recipes.LABEL_WIDTH + recipes.CLASS_COLUMNS * SIDE,
+                                                   len(class_names) * SIDE)
+    assert gif_frames(run_dir / 'progress.gif')[0] == 1
+    assert gif_frames(run_dir / 'interpolation.gif')[0] == 50
+    with open(run_dir / f'{name}.pkl', 'rb') as f:
+        assert pickle.load(f).classes == list(range(len(class_names)))
+
+
+def test_resume_continues_the_run(mnist_run, tmp_path):
+    shutil.copytree(mnist_run, tmp_path / 'mnist')
+    recipes.main('mnist', ['--out-dir', str(tmp_path), '--resume', '--max-steps', '4',
+                           '--save-every', '2', *FAST_RUN, *data_dir_flag('mnist')])
+    record = json.loads((tmp_path / 'mnist' / 'run.json').read_text())
+    assert record['steps'] == 4 and record['arguments']['resume']
+    losses = np.loadtxt(tmp_path / 'mnist' / 'losses.csv', delimiter=',', skiprows=1)
+    assert losses[:, 0].tolist() == [1, 2, 3, 4]
+    assert gif_frames(tmp_path / 'mnist' / 'progress.gif')[0] == 3  # steps 2, 3 and 4
+
+
+# ------------------------------------------------------------------ generate
+
+def test_generate_writes_a_png_grid_and_the_array(mnist_run, tmp_path):
+    result = command('cgan.py', 'generate', mnist_run / 'mnist.pkl', '--target-class', 8,
+                     '--rows', 2, '--cols', 3, '-o', 'eights.png', '--npy', '--seed', 1, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert image_size(tmp_path / 'eights.png') == (3 * SIDE, 2 * SIDE)
+    images = np.load(tmp_path / 'eights.npy')
+    assert images.shape == (6, SIDE, SIDE, 1) and np.abs(images).max() <= 1
+
+
+def test_generate_all_classes(mnist_run, tmp_path):
+    output = tmp_path / 'all.png'
+    recipes.generate_main(['generate', str(mnist_run / 'mnist.pkl'), '--target-class', '-1',
+                           '--rows', '10', '--cols', '4', '-o', str(output)])
+    assert image_size(output) == (4 * SIDE, 10 * SIDE)
+    assert not (tmp_path / 'all.npy').exists()
+
+
+# ------------------------------------------------------------------ errors: exit 2, one line, nothing touched
+
+@pytest.mark.parametrize('arguments, fragment', [
+    (['--batch-size', '0'], 'argument --batch-size: must be at least 1, got 0'),
+    (['--epochs', 'many'], "argument --epochs: expected a whole number, got 'many'"),
+    (['--learning-rate', 'nan'], "argument --learning-rate: expected a finite number, got 'nan'"),
+    (['--beta1', '1'], r'argument --beta1: must lie in \[0, 1\), got 1.0'),
+    (['--bogus'], 'unrecognized arguments: --bogus'),
+    (['--data-dir', '{out}/nope'], 'argument --data-dir: no folder .*/nope'),
+])
+def test_a_bad_flag_is_one_line_and_exit_2(mnist_run, arguments, fragment):
+    out_dir = mnist_run.parent
+    before = folder_state(out_dir)
+    arguments = [argument.format(out=out_dir) for argument in arguments]
+    result = command('run_mnist.py', '--out-dir', out_dir, *arguments, cwd=out_dir)
+    assert result.returncode == 2
+    assert len(own_stderr_lines(result.stderr)) == 1
+    assert re.match(f'run_mnist.py: error: {fragment}', result.stderr)
+    assert folder_state(out_dir) == before
+
+
+def run_refused(capsys, call, fragment):
+    with pytest.raises(SystemExit) as exit_:
+        call()
+    assert exit_.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and re.search(fragment, lines[0]), lines
+
+
+def test_an_existing_run_is_not_overwritten(mnist_run, capsys):
+    before = folder_state(mnist_run)
+    run_refused(capsys, lambda: recipes.main('mnist', ['--out-dir', str(mnist_run.parent), *FAST_RUN,
+                                                       *data_dir_flag('mnist')]),
+                'already holds a training run: continue it with --resume')
+    assert folder_state(mnist_run) == before
+
+
+def test_another_recipes_run_is_refused(mnist_run, tmp_path, capsys):
+    shutil.copytree(mnist_run, tmp_path / 'zalando')
+    before = folder_state(tmp_path)
+    run_refused(capsys, lambda: recipes.main('zalando', ['--out-dir', str(tmp_path), '--resume']),
+                "holds a model of the 'mnist' recipe, not 'zalando'")
+    assert folder_state(tmp_path) == before
+
+
+def test_resuming_another_model_is_refused(mnist_run, tmp_path, capsys):
+    """Without run.json to tell, the checkpoint's shapes do: MNIST's 10 classes, not 47."""
+    shutil.copytree(mnist_run, tmp_path / 'emnist')
+    (tmp_path / 'emnist' / 'run.json').unlink()
+    before = folder_state(tmp_path)
+    run_refused(capsys, lambda: recipes.main('emnist', ['--out-dir', str(tmp_path), '--resume',
+                                                        *FAST_RUN, *data_dir_flag('emnist')]),
+                '--resume: the checkpoint .* does not fit this model')
+    assert folder_state(tmp_path) == before
+
+
+def test_resume_without_a_checkpoint_is_refused(tmp_path, capsys):
+    run_refused(capsys, lambda: recipes.main('mnist', ['--out-dir', str(tmp_path), '--resume',
+                                                       *data_dir_flag('mnist')]),
+                '--resume, but .*mnist holds no checkpoint')
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_data_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv('CGAN_DATA_DIR', str(tmp_path))
+    run_refused(capsys, lambda: recipes.main('mnist', ['--out-dir', str(tmp_path / 'out')]),
+                'train-images-idx3-ubyte.gz is missing')
+    assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('arguments, fragment', [
+    (['{tmp}/nope.pkl'], 'no model file .*nope.pkl'),
+    (['{run}/run.json'], 'run.json is not a readable pickled CGan'),
+    (['{run}/mnist.pkl', '--target-class', '10'], r'unknown class 10; this model knows \[0, 1,'),
+    (['{run}/mnist.pkl', '--rows', '0'], 'argument --rows: must be at least 1'),
+    (['{run}/mnist.pkl', '-o', '{tmp}/nowhere/x.png'], '-o .*x.png: no folder'),
+])
+def test_generate_errors_are_one_line(mnist_run, tmp_path, capsys, arguments, fragment):
+    arguments = [argument.format(run=mnist_run, tmp=tmp_path) for argument in arguments]
+    # A later -o (the last case's) wins over this first one.
+    run_refused(capsys, lambda: recipes.generate_main(['generate', '-o', str(tmp_path / 'x.png'), *arguments]),
+                fragment)
+    assert not list(tmp_path.rglob('*.png'))
