@@ -13,6 +13,8 @@ from .catalog import MANAGED_TAG
 from .cloud import CloudError
 
 
+# ------------------------------------------------------------------------- following a run
+
 def bucket_of(cloud, options):
     return options.bucket or resources.default_bucket(cloud)
 
