@@ -31,6 +31,9 @@ PICKLE_FORMAT = 1           # bump when the pickled state changes shape
 KEEP_PROBABILITY = 0.5      # dropout after every hidden layer, in both networks
 BATCH_NORM_MOMENTUM = 0.99  # tf.layers.batch_normalization's defaults
 BATCH_NORM_EPSILON = 1e-3
+# Mixed precision: convolutions and matmuls in 16 bits, variables and losses in float32.
+# bfloat16 suits CPUs with AVX-512 BF16 (and TPUs), float16 GPUs (with loss scaling).
+COMPUTE_DTYPES = {'float32': tf.float32, 'mixed_bfloat16': tf.bfloat16, 'mixed_float16': tf.float16}
 
 
 class CGan:
@@ -45,11 +48,22 @@ class CGan:
 
     def __init__(self, dataset, epochs=1, batch_size=32, z_dim=96, generator_name='generator',
                  alpha=0.2, smooth=0.1, learning_rate=0.001, beta1=0.35,
-                 out_dir=None, seed=None, max_to_keep=5):
-        height, width, channels = dataset.data.shape[1:]
+                 out_dir=None, seed=None, max_to_keep=5, precision='float32',
+                 classes=None, image_shape=None):
+        """`classes` and `image_shape` describe a model without a dataset (generation only);
+        with a dataset they come from it."""
+        if dataset is not None:
+            classes = [] if dataset.labels is None else np.asarray(dataset.classes).tolist()
+            image_shape = dataset.data.shape[1:]
+        elif classes is None or image_shape is None:
+            raise ValueError("CGan needs a dataset, or classes and image_shape for a model "
+                             "that only generates")
+        height, width, channels = image_shape
         if height % 4 or width % 4:
             raise ValueError(f"image height and width must be multiples of 4 (the generator "
                              f"doubles a (H/4, W/4) start twice); got {height}x{width}")
+        if precision not in COMPUTE_DTYPES:
+            raise ValueError(f"precision must be one of {sorted(COMPUTE_DTYPES)}; got {precision!r}")
         if batch_size < 1 or epochs < 1 or z_dim < 1:
             raise ValueError(f"batch_size, epochs and z_dim must be at least 1; got "
                              f"{batch_size}, {epochs}, {z_dim}")
@@ -64,10 +78,11 @@ class CGan:
         self.beta1 = beta1
         self.seed = seed
         self.max_to_keep = max_to_keep      # checkpoints kept in the model folder
+        self.precision = precision          # a key of COMPUTE_DTYPES
         self.model_dir = os.path.join(os.path.abspath(out_dir or os.getcwd()), generator_name)
-        self.classes = [] if dataset.labels is None else np.asarray(dataset.classes).tolist()
+        self.classes = list(classes)
         self.image_shape = (height, width, channels)
-        self.max_value = dataset.max_value
+        self.max_value = 255 if dataset is None else dataset.max_value
         self.cmap = 'gray' if channels == 1 else None
         self.image_mode = 'L' if channels == 1 else 'RGB'
         self.legacy_generation = False
@@ -119,6 +134,7 @@ class CGan:
         """Logits that `images` are real images of the classes in `labels` (label planes)."""
         with tf1.variable_scope('discriminator', reuse=tf1.AUTO_REUSE):
             x = images if labels is None else tf.concat([images, labels], axis=3)
+            x = tf.cast(x, COMPUTE_DTYPES[self.precision])
             x = conv_block(x, 32, 2, self.alpha, training, 'conv2d', 'batch_normalization')
             # [batch, H/2, W/2, 32]
             x = conv_block(x, 64, 2, self.alpha, training, 'conv2d_1', 'batch_normalization_1')
@@ -126,14 +142,15 @@ class CGan:
             x = conv_block(x, 128, 1, self.alpha, training, 'conv2d_2', 'batch_normalization_2')
             # [batch, H/4, W/4, 128]
             x = tf.reshape(x, (-1, int(np.prod(x.shape[1:]))))         # [batch, H/4*W/4*128]
-            logits = dense(x, 1, 'dense')                                  # [batch, 1]
+            logits = tf.cast(dense(x, 1, 'dense'), tf.float32)            # [batch, 1]
             return tf.sigmoid(logits), logits
 
     def generator(self, z, training=True):
         """Images in [-1, 1] drawn from z joined to the one-hot labels."""
         height, width, channels = self.image_shape
         with tf1.variable_scope('generator', reuse=tf1.AUTO_REUSE):
-            x = dense(z, height // 4 * width // 4 * 512, 'dense')      # [batch, H/4*W/4*512]
+            x = tf.cast(z, COMPUTE_DTYPES[self.precision])
+            x = dense(x, height // 4 * width // 4 * 512, 'dense')      # [batch, H/4*W/4*512]
             x = tf.reshape(x, (-1, height // 4, width // 4, 512))      # [batch, H/4, W/4, 512]
             x = normalize_activate_drop(x, self.alpha, training, 'batch_normalization')
             x = conv_transpose(x, 256, 2, 'conv2d_transpose')          # [batch, H/2, W/2, 256]
@@ -141,7 +158,7 @@ class CGan:
             x = conv_transpose(x, 128, 2, 'conv2d_transpose_1')        # [batch, H, W, 128]
             x = normalize_activate_drop(x, self.alpha, training, 'batch_normalization_2')
             logits = conv_transpose(x, channels, 1, 'conv2d_transpose_2')  # [batch, H, W, C]
-            return tf.tanh(logits)
+            return tf.tanh(tf.cast(logits, tf.float32))
 
     def loss(self, input_real, input_z, labels):
         """Discriminator and generator losses, and the fake images they judge.
@@ -169,13 +186,19 @@ class CGan:
         global_step = tf1.train.get_or_create_global_step()
         # Batch-norm moving statistics of both networks, from the passes in `loss`.
         with tf.control_dependencies(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)):
-            d_train = tf1.train.AdamOptimizer(learning_rate, self.beta1).minimize(
-                d_loss, var_list=d_vars)
+            d_train = self._adam(learning_rate).minimize(d_loss, var_list=d_vars)
         with tf.control_dependencies([d_train]):
             g_loss = generator_loss(self.discriminator(fake_images, labels)[1])
-            g_train = tf1.train.AdamOptimizer(learning_rate, self.beta1).minimize(
-                g_loss, var_list=g_vars, global_step=global_step)
+            g_train = self._adam(learning_rate).minimize(g_loss, var_list=g_vars,
+                                                         global_step=global_step)
         return g_train, g_loss
+
+    def _adam(self, learning_rate):
+        optimizer = tf1.train.AdamOptimizer(learning_rate, self.beta1)
+        if self.precision == 'mixed_float16':
+            # float16 gradients underflow; a dynamic loss scale keeps them representable.
+            optimizer = tf1.mixed_precision.MixedPrecisionLossScaleOptimizer(optimizer, 'dynamic')
+        return optimizer
 
     def _build_training_graph(self):
         graph = tf.Graph()
@@ -245,8 +268,7 @@ class CGan:
         return self.epoch_losses
 
     def _train(self, session, net, save_every_n, max_steps):
-        images, class_indices = self.dataset.data, self.dataset.label_indices
-        steps_per_epoch = -(-len(images) // self.batch_size)
+        steps_per_epoch = -(-len(self.dataset.data) // self.batch_size)
         total_steps = self.epochs * steps_per_epoch
         if max_steps is not None:
             total_steps = min(total_steps, max_steps)
@@ -263,12 +285,8 @@ class CGan:
                 for batch in self.epoch_batches(epoch, shuffle_seed)[batch_in_epoch:]:
                     if step >= total_steps:
                         break
-                    feed = {net.real_images_uint8: images[batch],
-                            net.learning_rate: self.learning_rate}
-                    if self.num_classes:
-                        feed[net.class_index] = class_indices[batch]
                     started = time.perf_counter()
-                    _, d_loss, g_loss = session.run([net.train_step, net.d_loss, net.g_loss], feed)
+                    d_loss, g_loss = self.run_training_step(session, net, batch)
                     step += 1
                     if not (np.isfinite(d_loss) and np.isfinite(g_loss)):
                         raise FloatingPointError(
@@ -290,6 +308,15 @@ class CGan:
             self._save(session, net, step)
         finally:
             progress.close()
+
+    def run_training_step(self, session, net, batch):
+        """One D and one G update on the images at the indices `batch`; their losses."""
+        feed = {net.real_images_uint8: self.dataset.data[batch],
+                net.learning_rate: self.learning_rate}
+        if self.num_classes:
+            feed[net.class_index] = self.dataset.label_indices[batch]
+        _, d_loss, g_loss = session.run([net.train_step, net.d_loss, net.g_loss], feed)
+        return d_loss, g_loss
 
     def epoch_batches(self, epoch, shuffle_seed):
         """The batches of one epoch, as index arrays into the dataset.
@@ -427,17 +454,9 @@ class CGan:
         latest = tf.train.latest_checkpoint(os.path.abspath(ckpt_dir))
         if latest is None:
             raise FileNotFoundError(f"no checkpoint in {ckpt_dir} (looked for its 'checkpoint' file)")
-        gan = cls.__new__(cls)
-        gan.__setstate__({
-            'format': PICKLE_FORMAT, 'epochs': 1, 'batch_size': 32, 'z_dim': z_dim,
-            'generator_name': generator_name, 'alpha': alpha, 'smooth': 0.1,
-            'learning_rate': 0.0002, 'beta1': 0.35, 'seed': None, 'max_to_keep': 5,
-            'model_dir': os.path.abspath(ckpt_dir), 'classes': list(classes),
-            'image_shape': tuple(image_shape), 'max_value': 255,
-            'cmap': 'gray' if image_shape[2] == 1 else None,
-            'image_mode': 'L' if image_shape[2] == 1 else 'RGB',
-            'legacy_generation': False, 'generator_weights': None,
-            'step_losses': np.zeros((0, 3)), 'epoch_losses': np.zeros((0, 2))})
+        gan = cls(None, z_dim=z_dim, generator_name=generator_name, alpha=alpha,
+                  classes=classes, image_shape=image_shape)
+        gan.model_dir = os.path.abspath(ckpt_dir)
         gan._load_latest_checkpoint()
         return gan
 
@@ -544,32 +563,32 @@ class GeneratorSession:
 # Each creates its variables under the names tf.layers used, so checkpoints match the original.
 
 def dense(x, units, name):
-    with tf1.variable_scope(name):
-        kernel = tf1.get_variable('kernel', (x.shape[-1], units),
-                                  initializer=tf1.glorot_uniform_initializer())
-        bias = tf1.get_variable('bias', (units,), initializer=tf1.zeros_initializer())
+    kernel, bias = layer_weights(name, (x.shape[-1], units), units, x.dtype)
     return tf.matmul(x, kernel) + bias
 
 
 def conv(x, filters, strides, name):
-    """5x5 convolution, 'same' padding, Xavier (Glorot uniform) init as the original."""
-    with tf1.variable_scope(name):
-        kernel = tf1.get_variable('kernel', (5, 5, x.shape[-1], filters),
-                                  initializer=tf1.glorot_uniform_initializer())
-        bias = tf1.get_variable('bias', (filters,), initializer=tf1.zeros_initializer())
+    """5x5 convolution, 'same' padding."""
+    kernel, bias = layer_weights(name, (5, 5, x.shape[-1], filters), filters, x.dtype)
     return tf.nn.conv2d(x, kernel, strides, 'SAME') + bias
 
 
 def conv_transpose(x, filters, strides, name):
     """5x5 transposed convolution, 'same' padding: (H, W) grows to (H*strides, W*strides)."""
-    with tf1.variable_scope(name):
-        kernel = tf1.get_variable('kernel', (5, 5, filters, x.shape[-1]),
-                                  initializer=tf1.glorot_uniform_initializer())
-        bias = tf1.get_variable('bias', (filters,), initializer=tf1.zeros_initializer())
+    kernel, bias = layer_weights(name, (5, 5, filters, x.shape[-1]), filters, x.dtype)
     height, width = x.shape[1] * strides, x.shape[2] * strides
     output_shape = tf.stack([tf.shape(x)[0], height, width, filters])
     y = tf.nn.conv2d_transpose(x, kernel, output_shape, strides, 'SAME')
     return tf.ensure_shape(y, (None, height, width, filters)) + bias
+
+
+def layer_weights(name, kernel_shape, units, dtype):
+    """A layer's kernel (Glorot uniform: the original's Xavier) and bias, float32 variables
+    read in the layer's compute dtype."""
+    with tf1.variable_scope(name):
+        kernel = tf1.get_variable('kernel', kernel_shape, initializer=tf1.glorot_uniform_initializer())
+        bias = tf1.get_variable('bias', (units,), initializer=tf1.zeros_initializer())
+    return tf.cast(kernel, dtype), tf.cast(bias, dtype)
 
 
 def batch_norm(x, training, name):

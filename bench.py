@@ -1,0 +1,151 @@
+"""Training and generation speed of CGan on real MNIST, in one process.
+
+Compares the project's training step with a "book-style" step on the same model: NumPy z
+and label planes fed through feed_dict, a D `session.run` then a G `session.run`, as the
+original did. Figures are medians of --repeats timed runs of --steps steps after warm-up,
+the two kinds of step alternating so that a change of load hits both.
+
+    python bench.py --batch 32 --steps 20 --repeats 5 [--json]
+"""
+import argparse
+import json
+import resource
+import statistics
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from cgan import CGan, session_config
+from datasets import Dataset, load_mnist
+
+tf1 = tf.compat.v1
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--data-dir', help='MNIST folder (default: the loaders\' usual search)')
+    parser.add_argument('--batch', type=int, default=32, help='batch size (default 32)')
+    parser.add_argument('--steps', type=int, default=20, help='training steps per timed run')
+    parser.add_argument('--repeats', type=int, default=5, help='timed runs of each kind')
+    parser.add_argument('--warmup', type=int, default=5, help='untimed steps first')
+    parser.add_argument('--json', action='store_true', help='print one JSON object last')
+    args = parser.parse_args()
+
+    images, labels = load_mnist('train', args.data_dir)
+    gan = CGan(Dataset(images, labels, channels=1, seed=0), batch_size=args.batch,
+               learning_rate=0.0002, seed=0)
+    figures = {'batch': args.batch, 'steps': args.steps, 'repeats': args.repeats}
+    figures.update(training_speed(gan, args))
+    figures['peak_rss_mb'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    figures['generate_seconds'] = generation_latency(gan)
+
+    train = figures['train_img_per_sec']
+    print(f"batch {args.batch}: default {train['default']:.1f} img/s (spread {figures['spread']['default']:.0%}), "
+          f"book-style {train['book_style']:.1f} img/s (spread {figures['spread']['book_style']:.0%}), "
+          f"speedup {figures['speedup']:.2f}x")
+    print(f"graph ops: {figures['graph_ops']['before']} before training, {figures['graph_ops']['after']} after")
+    print(f"peak resident memory: {figures['peak_rss_mb']} MB")
+    for count, (first, warm) in figures['generate_seconds'].items():
+        print(f"generate_new {count:>4} images: first call {first:.3f} s, warm {warm:.3f} s")
+    if args.json:
+        print(json.dumps(figures))
+
+
+def training_speed(gan, args):
+    """Images per second of both kinds of step, median over alternating timed runs."""
+    net = gan._build_training_graph()
+    book = BookStyleGraph(gan)
+    batches = iter(gan.dataset.get_batches(args.batch, rng=np.random.default_rng(0)))
+    order = np.concatenate(gan.epoch_batches(0, shuffle_seed=0))
+    index_batches = [order[i:i + args.batch] for i in range(0, len(order) - args.batch + 1, args.batch)]
+
+    def default_step(session, i):
+        gan.run_training_step(session, net, index_batches[i % len(index_batches)])
+
+    def book_step(session, i):
+        nonlocal batches
+        try:
+            images, one_hot = next(batches)
+        except StopIteration:
+            batches = iter(gan.dataset.get_batches(args.batch, rng=np.random.default_rng(i)))
+            images, one_hot = next(batches)
+        book.run_step(session, images, one_hot)
+
+    sessions = {'default': tf1.Session(graph=net.graph, config=session_config()),
+                'book_style': tf1.Session(graph=book.graph, config=session_config())}
+    sessions['default'].run(net.initializer)
+    sessions['book_style'].run(book.initializer)
+    steps = {'default': default_step, 'book_style': book_step}
+    ops_before = len(net.graph.get_operations())
+    for name, step in steps.items():
+        for i in range(args.warmup):
+            step(sessions[name], i)
+    rates = {name: [] for name in steps}
+    for repeat in range(args.repeats):
+        for name, step in steps.items():
+            started = time.perf_counter()
+            for i in range(args.steps):
+                step(sessions[name], repeat * args.steps + i)
+            rates[name].append(args.steps * args.batch / (time.perf_counter() - started))
+    ops_after = len(net.graph.get_operations())
+    gan.generator_weights = dict(zip(net.generator_variables, sessions['default'].run(
+        list(net.generator_variables.values()))))
+    for session in sessions.values():
+        session.close()
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    return {'train_img_per_sec': medians,
+            'speedup': medians['default'] / medians['book_style'],
+            'spread': {name: (max(v) - min(v)) / medians[name] for name, v in rates.items()},
+            'graph_ops': {'before': ops_before, 'after': ops_after}}
+
+
+class BookStyleGraph:
+    """The original's training graph, from the CGan's own builders: a D update op and a G
+    update op, each run by its own `session.run` with every input fed from NumPy."""
+
+    def __init__(self, gan):
+        self.gan = gan
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            _, _, self.input_real, self.input_z, self.labels, learning_rate = gan.instantiate_inputs()
+            d_loss, g_loss, _ = gan.loss(self.input_real, self.input_z, self.labels)
+            variables = tf1.trainable_variables()
+            with tf.control_dependencies(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)):
+                self.d_train = tf1.train.AdamOptimizer(learning_rate, gan.beta1).minimize(
+                    d_loss, var_list=[v for v in variables if v.name.startswith('discriminator/')])
+                self.g_train = tf1.train.AdamOptimizer(learning_rate, gan.beta1).minimize(
+                    g_loss, var_list=[v for v in variables if v.name.startswith('generator/')])
+            self.initializer = tf1.global_variables_initializer()
+
+    def run_step(self, session, images, one_hot):
+        batch, (height, width, _) = len(images), self.gan.image_shape
+        z = np.random.uniform(-1, 1, size=(batch, self.gan.z_dim))
+        feed = {self.input_real: images * 2,
+                self.input_z: np.concatenate([z, one_hot], axis=1),
+                self.labels: one_hot.reshape(batch, 1, 1, -1) * np.ones((batch, height, width, 1))}
+        session.run(self.d_train, feed)
+        session.run(self.g_train, feed)
+
+
+def generation_latency(gan, counts=(1, 100, 1000), warm_repeats=3):
+    """Seconds for generate_new of each size: the first call (graph and session built) and
+    the median of warm calls."""
+    results = {}
+    for count in counts:
+        gan._close_generation()
+        rows = max(r for r in range(1, int(np.sqrt(count)) + 1) if count % r == 0)
+        started = time.perf_counter()
+        gan.generate_new(target_class=-1, rows=rows, cols=count // rows, plot=False)
+        first = time.perf_counter() - started
+        warm = []
+        for _ in range(warm_repeats):
+            started = time.perf_counter()
+            gan.generate_new(target_class=-1, rows=rows, cols=count // rows, plot=False)
+            warm.append(time.perf_counter() - started)
+        results[count] = (first, statistics.median(warm))
+    return results
+
+
+if __name__ == '__main__':
+    main()
