@@ -16,8 +16,11 @@ variable names `tf.layers` gave them, so checkpoints move between the original a
     gan.fit(learning_rate=0.0002, beta1=0.35)
     eights = gan.generate_new(target_class=8, rows=5, cols=5)
 """
+import contextlib
 import csv
 import os
+import signal
+import threading
 import time
 import types
 
@@ -231,7 +234,8 @@ class CGan:
 
         Every `save_every_n` steps a sample grid is written (and shown in Jupyter) and both
         networks are checkpointed in `self.model_dir`. `resume=True` continues from the
-        latest checkpoint at its step; Ctrl-C saves a checkpoint and returns. `max_steps`
+        latest checkpoint at its step; Ctrl-C (or SIGTERM: a spot instance's notice, `kill`)
+        saves a checkpoint and returns. `max_steps`
         stops early (a quick look). A non-finite loss stops training with an error, before
         any checkpoint of that step: the latest one is the last good one (the G loss is read
         after the D update, so weights that blew up show in the step that blew them up).
@@ -255,7 +259,8 @@ class CGan:
 
         net = self._build_training_graph()
         # The Saver works only inside its graph's context (outside it TF 2 is eager).
-        with net.graph.as_default(), tf1.Session(config=session_config()) as session:
+        with net.graph.as_default(), tf1.Session(config=session_config()) as session, \
+                sigterm_as_keyboard_interrupt():
             if resume:
                 restore_checkpoint(net.saver, session, latest)
                 self._read_loss_history()
@@ -698,6 +703,23 @@ def restore_checkpoint(saver, session, checkpoint):
         raise ValueError(f"the checkpoint {checkpoint} does not fit this model (another dataset, "
                          f"z_dim or image shape?): " + "; ".join(problems[:5]))
     saver.restore(session, checkpoint)
+
+
+@contextlib.contextmanager
+def sigterm_as_keyboard_interrupt():
+    """Let SIGTERM stop training the way Ctrl-C does (signals reach the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def session_config():

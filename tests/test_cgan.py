@@ -228,7 +228,8 @@ def test_divergence_stops_with_the_step_and_keeps_the_good_checkpoint(dataset, t
     assert gan.fit(max_steps=3, save_every_n=1, resume=True, plot=False).shape == (1, 2)
 
 
-def test_ctrl_c_saves_a_checkpoint_and_returns(tmp_path):
+@pytest.mark.parametrize('stop_signal', [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_returns(tmp_path, stop_signal):
     script = f"""
 import sys
 from datasets import Dataset, load_mnist
@@ -246,7 +247,7 @@ print('returned after', len(gan.step_losses), 'steps')
         deadline = time.monotonic() + 90
         while 'd_loss' not in (tmp_path / 'stderr').read_text() and time.monotonic() < deadline:
             time.sleep(0.2)
-        child.send_signal(signal.SIGINT)
+        child.send_signal(stop_signal)
         output, _ = child.communicate(timeout=60)
     assert child.returncode == 0, (tmp_path / 'stderr').read_text()[-2000:]
     steps = int(output.split('returned after')[1].split()[0])
