@@ -1,0 +1,203 @@
+"""evaluate: the figures on images whose quality we know (real, noise, one image repeated,
+shuffled labels), the classifier's cache, the checks, and the command line. Data: the real
+MNIST in CGAN_DATA_DIR; the classifier is trained once, into this module's own cache."""
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import evaluate
+from cgan import CGan
+from datasets import Dataset, load_mnist
+from evaluate import Judge, frechet_distance, to_generator_range
+from tiny_gan import tiny_mnist_gan
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PER_CLASS = 100
+
+
+@pytest.fixture(scope='module')
+def cache_home(tmp_path_factory):
+    """A per-user cache of our own for the module, so the classifier is trained once, here."""
+    folder = tmp_path_factory.mktemp('cache')
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv('XDG_CACHE_HOME', str(folder))
+        yield folder
+
+
+@pytest.fixture(scope='module')
+def judge(cache_home):
+    with Judge('mnist') as judge:
+        yield judge
+
+
+@pytest.fixture(scope='module')
+def mnist():
+    return {split: load_mnist(split) for split in ('train', 'test')}
+
+
+def real_by_class(images, labels, rng, per_class=PER_CLASS):
+    """per_class real images of each digit, in the generator's range [-1, 1]."""
+    return [to_generator_range(images[rng.choice(np.flatnonzero(labels == digit), per_class,
+                                                 replace=False)])
+            for digit in range(10)]
+
+
+# ------------------------------------------------------------------ the figures
+
+def test_the_classifier_is_accurate_and_cached_in_the_per_user_cache(judge, cache_home):
+    assert judge.classifier_accuracy > 0.95
+    # CGAN_DATA_DIR is read-only to us: the classifier goes to the per-user cache.
+    assert judge.classifier_path.parent == cache_home / 'cgan' / 'mnist'
+    written = judge.classifier_path.stat().st_mtime_ns
+    with Judge('mnist') as again:
+        assert again.classifier_accuracy == judge.classifier_accuracy
+    assert judge.classifier_path.stat().st_mtime_ns == written  # loaded, not trained again
+
+
+@pytest.mark.parametrize('split', ['test', 'train'])
+def test_real_images_score_like_real_ones(judge, mnist, split):
+    figures = judge.evaluate(real_by_class(*mnist[split], np.random.default_rng(0)))
+    assert figures['conditional_accuracy'] == pytest.approx(judge.classifier_accuracy, abs=0.03)
+    assert figures['frechet_distance'] < 1.5 * figures['frechet_floor']
+    assert figures['diversity_ratio'] == pytest.approx(1, abs=0.1)
+    assert figures['images_per_class'] == PER_CLASS
+    assert json.loads(json.dumps(figures)) == figures
+
+
+def test_noise_scores_chance_and_lies_far_away(judge):
+    noise = np.random.default_rng(0).uniform(-1, 1, (10, PER_CLASS, 28, 28, 1))
+    figures = judge.evaluate(list(noise))
+    assert figures['conditional_accuracy'] == pytest.approx(figures['chance_accuracy'], abs=0.05)
+    assert figures['chance_accuracy'] == 0.1
+    assert figures['frechet_distance'] > 10 * figures['frechet_floor']
+
+
+def test_one_image_repeated_has_no_diversity(judge, mnist):
+    real = real_by_class(*mnist['test'], np.random.default_rng(1))
+    figures = judge.evaluate([np.repeat(images[:1], PER_CLASS, axis=0) for images in real])
+    assert figures['diversity_ratio'] < 0.01
+    assert len(figures['lowest_diversity_classes']) == evaluate.LOWEST_CLASSES
+    assert all(c['diversity_ratio'] < 0.01 for c in figures['per_class'])
+    assert figures['frechet_distance'] > 10 * figures['frechet_floor']
+
+
+def test_correct_images_with_shuffled_labels_score_chance(judge, mnist):
+    real = np.concatenate(real_by_class(*mnist['test'], np.random.default_rng(2)))
+    shuffled = np.split(real[np.random.default_rng(3).permutation(len(real))], 10)
+    figures = judge.evaluate(shuffled)
+    assert figures['conditional_accuracy'] == pytest.approx(0.1, abs=0.05)
+    assert figures['frechet_distance'] < 1.5 * figures['frechet_floor']  # blind to labels
+
+
+def test_frechet_distance_of_known_gaussians():
+    d = 4
+    assert frechet_distance((np.zeros(d), np.eye(d)), (np.zeros(d), np.eye(d))) == pytest.approx(0, abs=1e-9)
+    assert frechet_distance((np.zeros(d), np.eye(d)), (np.full(d, 2.0), np.eye(d))) == pytest.approx(4 * d)
+    # N(0, a^2 I) and N(0, b^2 I): d (a - b)^2, also when one covariance is singular.
+    assert frechet_distance((np.zeros(d), 9 * np.eye(d)), (np.zeros(d), np.eye(d))) == pytest.approx(4 * d)
+    assert frechet_distance((np.zeros(d), np.zeros((d, d))), (np.zeros(d), np.eye(d))) == pytest.approx(d)
+
+
+def test_wrong_images_are_clear_errors(judge):
+    good = np.zeros((2, 28, 28, 1))
+    with pytest.raises(ValueError, match="each of mnist's 10 classes; got 9"):
+        judge.evaluate([good] * 9)
+    with pytest.raises(ValueError, match=r'class 3: expected at least 2 images of shape \(28, 28, 1\)'):
+        judge.evaluate([good] * 3 + [np.zeros((2, 28, 28, 3))] + [good] * 6)
+    with pytest.raises(ValueError, match='per_class must be at least 2'):
+        judge.evaluate_generator(lambda position, count: good[:count], per_class=1)
+
+
+# ------------------------------------------------------------------ which dataset, which model
+
+def untrained_gan(mnist, generator_name='mnist', channels=1, classes=10):
+    images, labels = mnist['train']
+    keep = labels < classes
+    return CGan(Dataset(images[keep][:100], labels[keep][:100], channels=channels),
+                generator_name=generator_name)
+
+
+def test_the_dataset_comes_from_the_recipe_name_or_the_argument(mnist):
+    assert evaluate.dataset_of(untrained_gan(mnist, 'zalando')) == 'fashion'
+    assert evaluate.dataset_of(untrained_gan(mnist, 'emnist')) == 'emnist'
+    assert evaluate.dataset_of(untrained_gan(mnist, 'mine'), dataset='mnist') == 'mnist'
+    with pytest.raises(ValueError, match="cannot tell which dataset the model 'mine'.*--dataset"):
+        evaluate.dataset_of(untrained_gan(mnist, 'mine'))
+    with pytest.raises(ValueError, match="unknown dataset 'cifar'"):
+        evaluate.dataset_of(untrained_gan(mnist), dataset='cifar')
+    with pytest.raises(ValueError, match="unknown dataset 'cifar'"):
+        Judge('cifar')
+
+
+def test_a_model_that_does_not_fit_the_data_is_a_clear_error(judge, mnist):
+    with pytest.raises(ValueError, match=r"draws images of shape \(28, 28, 3\) but mnist's are \(28, 28, 1\)"):
+        judge.check_model(untrained_gan(mnist, channels=3))
+    with pytest.raises(ValueError, match=r"classes \[0, 1, 2\] are not mnist's"):
+        judge.check_model(untrained_gan(mnist, classes=3))
+    judge.check_model(untrained_gan(mnist))
+
+
+# ------------------------------------------------------------------ the cache
+
+def test_the_cache_goes_next_to_the_data_only_where_we_may_write(tmp_path, cache_home):
+    assert evaluate.cache_folder('mnist', tmp_path) == tmp_path
+    read_only = tmp_path / 'read_only'
+    read_only.mkdir(mode=0o555)  # root may still write there, but must not
+    assert evaluate.cache_folder('mnist', read_only) == cache_home / 'cgan' / 'mnist'
+    assert evaluate.cache_folder('emnist') == cache_home / 'cgan' / 'emnist'
+
+
+def test_the_cache_key_follows_the_training_data(mnist):
+    images, labels = mnist['train']
+    key = evaluate.fingerprint(images, labels)
+    changed_pixel, changed_label = images.copy(), labels.copy()
+    changed_pixel[0, 0, 0, 0] ^= 1
+    changed_label[0] = (changed_label[0] + 1) % 10
+    assert len({key, evaluate.fingerprint(changed_pixel, labels),
+                evaluate.fingerprint(images, changed_label)}) == 3
+
+
+def test_a_corrupt_cache_file_is_trained_again_with_a_warning(judge, monkeypatch):
+    monkeypatch.setattr(evaluate, 'TRAIN_STEPS', 20)  # another setting: another cache file
+    with Judge('mnist') as quick:
+        path = quick.classifier_path
+    assert path != judge.classifier_path
+    path.write_bytes(b'not an npz file')
+    with pytest.warns(UserWarning, match='cached classifier .* is unreadable.*training it again'):
+        Judge('mnist').close()
+    with np.load(path) as stored:
+        assert 'dense/kernel' in stored.files
+
+
+# ------------------------------------------------------------------ a model, on the command line
+
+def test_the_command_line_evaluates_a_pickled_model(judge, cache_home, tmp_path):
+    path = tmp_path / 'mnist.pkl'
+    path.write_bytes(pickle.dumps(tiny_mnist_gan(tmp_path)))
+    env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'}
+    result = subprocess.run([sys.executable, os.path.join(REPO, 'evaluate.py'), str(path),
+                             '--per-class', '5', '--json'],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout)
+    assert figures['images_per_class'] == 5 and len(figures['per_class']) == 10
+    assert figures['classifier_accuracy'] == judge.classifier_accuracy
+    assert 0 <= figures['conditional_accuracy'] <= 1 and figures['frechet_distance'] > 0
+    table = evaluate.format_table(figures)
+    assert 'conditional accuracy' in table and 'floor (real vs real)' in table
+    assert len(table.splitlines()) == 7 + 10  # the figures, then a row per class
+
+
+def test_the_command_line_names_what_is_wrong(mnist, tmp_path):
+    path = tmp_path / 'mine.pkl'
+    path.write_bytes(pickle.dumps(untrained_gan(mnist, generator_name='mine')))
+    with pytest.raises(SystemExit, match="cannot tell which dataset the model 'mine'"):
+        evaluate.main([str(path)])
+    path.write_bytes(pickle.dumps({'a': 1}))
+    with pytest.raises(SystemExit, match='not a pickled CGan'):
+        evaluate.main([str(path)])
