@@ -268,7 +268,7 @@ class CGan:
                 session.run(net.initializer)
                 self.step_losses, self.epoch_losses = np.zeros((0, 3)), np.zeros((0, 2))
             self._train(session, net, save_every_n, max_steps)
-        if plot:
+        if plot and len(self.step_losses):
             self._plot_losses()
         return self.epoch_losses
 
@@ -521,12 +521,22 @@ class CGan:
         show_in_notebook(path)
 
     def _plot_losses(self):
+        """losses.png: each step's losses (faint), their moving average, each epoch's mean."""
         from matplotlib.figure import Figure
         figure = Figure(figsize=(8, 4))
         axes = figure.add_subplot()
-        steps, d_loss, g_loss = self.step_losses.T
-        axes.plot(steps, d_loss, label='discriminator', alpha=0.6)
-        axes.plot(steps, g_loss, label='generator', alpha=0.6)
+        steps = self.step_losses[:, 0]
+        window = max(1, len(steps) // 50)
+        steps_per_epoch = -(-len(self.dataset.data) // self.batch_size)
+        epoch_ends = np.minimum(np.arange(1, len(self.epoch_losses) + 1) * steps_per_epoch, steps[-1])
+        for column, (name, color) in enumerate([('discriminator', 'tab:blue'), ('generator', 'tab:orange')]):
+            losses = self.step_losses[:, column + 1]
+            axes.plot(steps, losses, color=color, alpha=0.2, linewidth=0.8)
+            smoothed = np.convolve(losses, np.ones(window) / window, mode='valid')
+            axes.plot(steps[window - 1:], smoothed, color=color, label=name)
+            axes.plot(epoch_ends, self.epoch_losses[:, column], 'o', color=color)
+        axes.set_title(f'faint: each step; line: moving mean of {window} steps; dots: epoch means',
+                       fontsize=9)
         axes.set_xlabel('step')
         axes.set_ylabel('loss')
         axes.legend()
