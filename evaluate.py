@@ -35,12 +35,14 @@ from scipy.spatial.distance import pdist
 
 import datasets
 from cgan import CGan, conv, dense
+from recipes import RECIPES
 
 tf1 = tf.compat.v1
 
-LOADERS = {'mnist': datasets.load_mnist, 'fashion': datasets.load_fashion_mnist,
-           'emnist': datasets.load_emnist}   # EMNIST: its Balanced subset, the loader's default
-RECIPE_DATASETS = {'mnist': 'mnist', 'zalando': 'fashion', 'emnist': 'emnist'}  # generator_name -> dataset
+# The book's recipes know each dataset's loader and class names (EMNIST: Balanced).
+DATASETS = {recipe.dataset: recipe for recipe in RECIPES.values()}  # mnist, fashion, emnist
+# A recipe's name, which is its model's generator_name -> the recipe's dataset.
+RECIPE_DATASETS = {name: recipe.dataset for name, recipe in RECIPES.items()}
 
 # The classifier. Bump CLASSIFIER_VERSION when its network or training changes, so that no
 # cached classifier of the old kind is used (the settings below are in the cache key too).
@@ -124,13 +126,13 @@ class Judge:
     """
 
     def __init__(self, dataset, data_dir=None):
-        if dataset not in LOADERS:
-            raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(LOADERS)}")
-        train_images, train_labels = LOADERS[dataset]('train', data_dir=data_dir)
-        test_images, test_labels = LOADERS[dataset]('test', data_dir=data_dir)
+        if dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
+        train_images, train_labels = DATASETS[dataset].load('train', data_dir=data_dir)
+        test_images, test_labels = DATASETS[dataset].load('test', data_dir=data_dir)
         self.dataset = dataset
         self.classes = np.unique(train_labels).tolist()
-        self.class_names = class_names(dataset, data_dir)
+        self.class_names = DATASETS[dataset].class_names(data_dir)
         self.image_shape = train_images.shape[1:]
         self.classifier = Classifier(self.image_shape, len(self.classes))
         self.classifier_path = cache_folder(dataset, data_dir) / (
@@ -247,18 +249,12 @@ def dataset_of(gan, dataset=None):
         if gan.generator_name not in RECIPE_DATASETS:
             raise ValueError(f"cannot tell which dataset the model {gan.generator_name!r} was "
                              f"trained on (its name is none of the recipes' "
-                             f"{sorted(RECIPE_DATASETS)}): name it, one of {sorted(LOADERS)} "
+                             f"{sorted(RECIPE_DATASETS)}): name it, one of {sorted(DATASETS)} "
                              f"(dataset= or --dataset)")
         return RECIPE_DATASETS[gan.generator_name]
-    if dataset not in LOADERS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(LOADERS)}")
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
     return dataset
-
-
-def class_names(dataset, data_dir=None):
-    if dataset == 'emnist':
-        return datasets.emnist_label_names('balanced', data_dir)
-    return datasets.MNIST_LABELS if dataset == 'mnist' else datasets.FASHION_LABELS
 
 
 # ----------------------------------------------------------------- figures
@@ -381,7 +377,7 @@ def main(argv=None):
     parser.add_argument('--data-dir', help="the dataset's folder (default: $CGAN_DATA_DIR/<dataset>, "
                                            "else the per-user cache)")
     parser.add_argument('--per-class', type=int, default=100, help='generated images per class')
-    parser.add_argument('--dataset', choices=sorted(LOADERS),
+    parser.add_argument('--dataset', choices=sorted(DATASETS),
                         help="the model's dataset, when its generator_name is not a recipe's")
     parser.add_argument('--json', action='store_true', help='print JSON instead of a table')
     options = parser.parse_args(argv)
