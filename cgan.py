@@ -169,10 +169,14 @@ class CGan:
         The discriminator judges real and fake images each with their labels.
         """
         fake_images = self.generator(input_z)
-        _, real_logits = self.discriminator(input_real, labels)
-        _, fake_logits = self.discriminator(fake_images, labels)
-        return (discriminator_loss(real_logits, fake_logits, self.smooth),
-                generator_loss(fake_logits), fake_images)
+        real_output, real_logits = self.discriminator(input_real, labels)
+        fake_output, fake_logits = self.discriminator(fake_images, labels)
+        d_loss = discriminator_loss(real_logits, fake_logits, self.smooth)
+        # For TensorBoard: how sure D is that real images are real and fakes are real.
+        tf1.summary.scalar('discriminator_output/real', tf.reduce_mean(real_output))
+        tf1.summary.scalar('discriminator_output/fake', tf.reduce_mean(fake_output))
+        tf1.summary.scalar('loss/discriminator', d_loss)
+        return d_loss, generator_loss(fake_logits), fake_images
 
     def optimization(self, d_loss, fake_images, labels, learning_rate):
         """One training step as a single op: the D update, then the G update.
@@ -194,6 +198,7 @@ class CGan:
             g_loss = generator_loss(self.discriminator(fake_images, labels)[1])
             g_train = self._adam(learning_rate).minimize(g_loss, var_list=g_vars,
                                                          global_step=global_step)
+        tf1.summary.scalar('loss/generator', g_loss)
         return g_train, g_loss
 
     def _adam(self, learning_rate):
@@ -219,6 +224,7 @@ class CGan:
                 graph=graph, real_images_uint8=real_images_uint8, class_index=class_index,
                 learning_rate=learning_rate, train_step=train_step, d_loss=d_loss,
                 g_loss=g_loss, sample_z=sample_z, samples=samples,
+                summaries=tf1.summary.merge_all(),
                 saver=tf1.train.Saver(max_to_keep=self.max_to_keep),
                 global_step=tf1.train.get_global_step(),
                 generator_variables=generator_variables(graph),
@@ -229,14 +235,16 @@ class CGan:
     # ------------------------------------------------------------- training
 
     def fit(self, learning_rate=0.0002, beta1=0.35, resume=False, save_every_n=1000,
-            max_steps=None, plot=True):
+            max_steps=None, plot=True, tensorboard=False):
         """Train for `self.epochs` epochs; returns the (epochs, 2) array of mean D and G losses.
 
         Every `save_every_n` steps a sample grid is written (and shown in Jupyter) and both
         networks are checkpointed in `self.model_dir`. `resume=True` continues from the
         latest checkpoint at its step; Ctrl-C (or SIGTERM: a spot instance's notice, `kill`)
-        saves a checkpoint and returns. `max_steps`
-        stops early (a quick look). A non-finite loss stops training with an error, before
+        saves a checkpoint and returns. `max_steps` stops early (a quick look).
+        `tensorboard=True` writes TensorBoard events into the model folder: the losses and D's
+        mean output on real and fake images every `save_every_n // 10` steps, the sample grids.
+        A non-finite loss stops training with an error, before
         any checkpoint of that step: the latest one is the last good one (the G loss is read
         after the D update, so weights that blew up show in the step that blew them up).
         """
@@ -260,19 +268,20 @@ class CGan:
         net = self._build_training_graph()
         # The Saver works only inside its graph's context (outside it TF 2 is eager).
         with net.graph.as_default(), tf1.Session(config=session_config()) as session, \
-                sigterm_as_keyboard_interrupt():
+                sigterm_as_keyboard_interrupt(), \
+                contextlib.closing(EventWriter(self.model_dir if tensorboard else None)) as events:
             if resume:
                 restore_checkpoint(net.saver, session, latest)
                 self._read_loss_history()
             else:
                 session.run(net.initializer)
                 self.step_losses, self.epoch_losses = np.zeros((0, 3)), np.zeros((0, 2))
-            self._train(session, net, save_every_n, max_steps)
+            self._train(session, net, save_every_n, max_steps, events)
         if plot and len(self.step_losses):
             self._plot_losses()
         return self.epoch_losses
 
-    def _train(self, session, net, save_every_n, max_steps):
+    def _train(self, session, net, save_every_n, max_steps, events):
         steps_per_epoch = -(-len(self.dataset.data) // self.batch_size)
         total_steps = self.epochs * steps_per_epoch
         if max_steps is not None:
@@ -291,8 +300,10 @@ class CGan:
                     if step >= total_steps:
                         break
                     started = time.perf_counter()
-                    d_loss, g_loss = self.run_training_step(session, net, batch)
+                    summarize = events.active and (step + 1) % max(1, save_every_n // 10) == 0
+                    d_loss, g_loss, summary = self.run_training_step(session, net, batch, summarize)
                     step += 1
+                    events.add(summary, step)
                     if not (np.isfinite(d_loss) and np.isfinite(g_loss)):
                         raise FloatingPointError(
                             f"training diverged at step {step}: D loss {d_loss}, G loss {g_loss}; "
@@ -306,7 +317,7 @@ class CGan:
                         self._record_losses(losses, steps_per_epoch)
                         losses = []
                         self._save(session, net, step)
-                        self._save_samples(session, net, sample_z, step)
+                        self._save_samples(session, net, sample_z, step, events)
         except KeyboardInterrupt:
             progress.write(f"interrupted at step {step}: saving a checkpoint in {self.model_dir}")
             self._record_losses(losses, steps_per_epoch)
@@ -314,14 +325,16 @@ class CGan:
         finally:
             progress.close()
 
-    def run_training_step(self, session, net, batch):
-        """One D and one G update on the images at the indices `batch`; their losses."""
+    def run_training_step(self, session, net, batch, summarize=False):
+        """One D and one G update on the images at the indices `batch`: their losses, and
+        the TensorBoard summary of the step if `summarize` (else None)."""
         feed = {net.real_images_uint8: self.dataset.data[batch],
                 net.learning_rate: self.learning_rate}
         if self.num_classes:
             feed[net.class_index] = self.dataset.label_indices[batch]
-        _, d_loss, g_loss = session.run([net.train_step, net.d_loss, net.g_loss], feed)
-        return d_loss, g_loss
+        fetches = [net.train_step, net.d_loss, net.g_loss] + ([net.summaries] if summarize else [])
+        _, d_loss, g_loss, *summary = session.run(fetches, feed)
+        return d_loss, g_loss, (summary or [None])[0]
 
     def epoch_batches(self, epoch, shuffle_seed):
         """The batches of one epoch, as index arrays into the dataset.
@@ -514,10 +527,11 @@ class CGan:
         """A grid of the first `n_images` training images."""
         self.plot_images(self.dataset.data[:n_images], int(np.ceil(np.sqrt(n_images))))
 
-    def _save_samples(self, session, net, sample_z, step):
+    def _save_samples(self, session, net, sample_z, step, events):
         images = session.run(net.samples, {net.sample_z: sample_z})
         path = os.path.join(self.model_dir, f'samples_{step}.png')
         save_png(self.images_grid(images, 5), path)
+        events.add_png('samples', path, step)
         show_in_notebook(path)
 
     def _plot_losses(self):
@@ -549,6 +563,28 @@ class CGan:
 
 class TrainingGraph(types.SimpleNamespace):
     """The tensors and ops of a training graph that `fit` runs (see _build_training_graph)."""
+
+
+class EventWriter:
+    """TensorBoard events in a folder, or nothing at all when the folder is None."""
+
+    def __init__(self, folder):
+        self.writer = None if folder is None else tf1.summary.FileWriter(folder, tf1.get_default_graph())
+        self.active = self.writer is not None
+
+    def add(self, summary, step):
+        if self.active and summary is not None:
+            self.writer.add_summary(summary, step)
+
+    def add_png(self, tag, path, step):
+        if self.active:
+            with open(path, 'rb') as f:
+                image = tf1.Summary.Image(encoded_image_string=f.read())
+            self.add(tf1.Summary(value=[tf1.Summary.Value(tag=tag, image=image)]), step)
+
+    def close(self):
+        if self.active:
+            self.writer.close()
 
 
 class GeneratorSession:

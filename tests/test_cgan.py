@@ -146,6 +146,20 @@ def test_a_few_steps_on_real_mnist(dataset, tmp_path):
                            gan.generate_new(7, 1, 4, plot=False, seed=5), atol=1e-4)
 
 
+def test_tensorboard_events_hold_losses_outputs_and_samples(dataset, tmp_path):
+    gan = make_gan(dataset, tmp_path)
+    gan.fit(max_steps=4, save_every_n=2, plot=False, tensorboard=True)
+    events = [name for name in os.listdir(gan.model_dir) if name.startswith('events.out.tfevents')]
+    assert len(events) == 1
+    tags = {}
+    for event in tf1.train.summary_iterator(os.path.join(gan.model_dir, events[0])):
+        for value in event.summary.value:
+            tags.setdefault(value.tag, []).append(event.step)
+    assert tags['loss/discriminator'] == tags['loss/generator'] == [1, 2, 3, 4]
+    assert tags['discriminator_output/real'] == tags['discriminator_output/fake'] == [1, 2, 3, 4]
+    assert tags['samples'] == [2, 4]
+
+
 def test_a_last_partial_batch_trains(mnist, tmp_path):
     """Bug 1: the original reshaped the label planes with the configured batch size."""
     data = Dataset(mnist[0][:20], mnist[1][:20], channels=1)
