@@ -34,6 +34,7 @@ PICKLE_FORMAT = 1           # bump when the pickled state changes shape
 KEEP_PROBABILITY = 0.5      # dropout after every hidden layer, in both networks
 BATCH_NORM_MOMENTUM = 0.99  # tf.layers.batch_normalization's defaults
 BATCH_NORM_EPSILON = 1e-3
+EVALUATION_FIGURES = ('conditional_accuracy', 'frechet_distance', 'diversity_ratio')
 # Mixed precision: convolutions and matmuls in 16 bits, variables and losses in float32.
 # bfloat16 suits CPUs with AVX-512 BF16 (and TPUs), float16 GPUs (with loss scaling).
 COMPUTE_DTYPES = {'float32': tf.float32, 'mixed_bfloat16': tf.bfloat16, 'mixed_float16': tf.float16}
@@ -51,7 +52,7 @@ class CGan:
 
     def __init__(self, dataset, epochs=1, batch_size=32, z_dim=96, generator_name='generator',
                  alpha=0.2, smooth=0.1, learning_rate=0.001, beta1=0.35,
-                 out_dir=None, seed=None, max_to_keep=5, precision='float32',
+                 out_dir=None, seed=None, max_to_keep=5, precision='float32', xla=False,
                  classes=None, image_shape=None):
         """`classes` and `image_shape` describe a model without a dataset (generation only);
         with a dataset they come from it."""
@@ -82,6 +83,7 @@ class CGan:
         self.seed = seed
         self.max_to_keep = max_to_keep      # checkpoints kept in the model folder
         self.precision = precision          # a key of COMPUTE_DTYPES
+        self.xla = xla                      # compile the training step with XLA
         self.model_dir = os.path.join(os.path.abspath(out_dir or os.getcwd()), generator_name)
         self.classes = list(classes)
         self.image_shape = (height, width, channels)
@@ -92,6 +94,7 @@ class CGan:
         self.generator_weights = None       # {variable name: array} once trained or loaded
         self.step_losses = np.zeros((0, 3))  # rows of (step, d_loss, g_loss)
         self.epoch_losses = np.zeros((0, 2))  # rows of (d_loss, g_loss), mean over the epoch
+        self.evaluations = []               # dicts of EVALUATION_FIGURES by step (eval_every)
         self._generation = None             # the inference graph and session, built once
 
     @property
@@ -215,8 +218,9 @@ class CGan:
                 tf1.set_random_seed(self.seed)
             (real_images_uint8, class_index, input_real, input_z, labels,
              learning_rate) = self.instantiate_inputs()
-            d_loss, _, fake_images = self.loss(input_real, input_z, labels)
-            train_step, g_loss = self.optimization(d_loss, fake_images, labels, learning_rate)
+            with tf.xla.experimental.jit_scope(compile_ops=self.xla):
+                d_loss, _, fake_images = self.loss(input_real, input_z, labels)
+                train_step, g_loss = self.optimization(d_loss, fake_images, labels, learning_rate)
             # Built once here, not at every sample grid (the original's graph grew all along).
             sample_z = tf1.placeholder(tf.float32, (None, self.z_dim + self.num_classes))
             samples = self.generator(sample_z, training=False)
@@ -235,7 +239,7 @@ class CGan:
     # ------------------------------------------------------------- training
 
     def fit(self, learning_rate=0.0002, beta1=0.35, resume=False, save_every_n=1000,
-            max_steps=None, plot=True, tensorboard=False):
+            max_steps=None, plot=True, tensorboard=False, eval_every=None, eval_data_dir=None):
         """Train for `self.epochs` epochs; returns the (epochs, 2) array of mean D and G losses.
 
         Every `save_every_n` steps a sample grid is written (and shown in Jupyter) and both
@@ -244,6 +248,9 @@ class CGan:
         saves a checkpoint and returns. `max_steps` stops early (a quick look).
         `tensorboard=True` writes TensorBoard events into the model folder: the losses and D's
         mean output on real and fake images every `save_every_n // 10` steps, the sample grids.
+        `eval_every=N` judges the generator every N steps with evaluate.py's classifier (on
+        the real data in `eval_data_dir`, or found as the loaders find it) and records the
+        figures in `self.evaluations`, `evaluation.csv` and TensorBoard.
         A non-finite loss stops training with an error, before
         any checkpoint of that step: the latest one is the last good one (the G loss is read
         after the D update, so weights that blew up show in the step that blew them up).
@@ -265,23 +272,29 @@ class CGan:
         os.makedirs(self.model_dir, exist_ok=True)
         self._close_generation()
 
+        judge = None
+        if eval_every:
+            import evaluate  # it imports this module
+            judge = evaluate.Judge.for_model(self, eval_data_dir)
         net = self._build_training_graph()
         # The Saver works only inside its graph's context (outside it TF 2 is eager).
         with net.graph.as_default(), tf1.Session(config=session_config()) as session, \
                 sigterm_as_keyboard_interrupt(), \
-                contextlib.closing(EventWriter(self.model_dir if tensorboard else None)) as events:
+                contextlib.closing(EventWriter(self.model_dir if tensorboard else None)) as events, \
+                judge or contextlib.nullcontext():
             if resume:
                 restore_checkpoint(net.saver, session, latest)
-                self._read_loss_history()
+                self._read_history(int(session.run(net.global_step)))
             else:
                 session.run(net.initializer)
                 self.step_losses, self.epoch_losses = np.zeros((0, 3)), np.zeros((0, 2))
-            self._train(session, net, save_every_n, max_steps, events)
+                self.evaluations = []
+            self._train(session, net, save_every_n, max_steps, events, judge, eval_every)
         if plot and len(self.step_losses):
             self._plot_losses()
         return self.epoch_losses
 
-    def _train(self, session, net, save_every_n, max_steps, events):
+    def _train(self, session, net, save_every_n, max_steps, events, judge, eval_every):
         steps_per_epoch = -(-len(self.dataset.data) // self.batch_size)
         total_steps = self.epochs * steps_per_epoch
         if max_steps is not None:
@@ -304,6 +317,8 @@ class CGan:
                     d_loss, g_loss, summary = self.run_training_step(session, net, batch, summarize)
                     step += 1
                     events.add(summary, step)
+                    if judge is not None and step % eval_every == 0:
+                        self._evaluate(session, net, judge, step, events)
                     if not (np.isfinite(d_loss) and np.isfinite(g_loss)):
                         raise FloatingPointError(
                             f"training diverged at step {step}: D loss {d_loss}, G loss {g_loss}; "
@@ -324,6 +339,24 @@ class CGan:
             self._save(session, net, step)
         finally:
             progress.close()
+
+    def _evaluate(self, session, net, judge, step, events, per_class=50):
+        rng = np.random.default_rng([self.seed or 0, step])
+
+        def generate(class_position, count):
+            z = self._sample_inputs(np.full(count, class_position), rng)
+            return session.run(net.samples, {net.sample_z: z})
+
+        figures = judge.evaluate_generator(generate, per_class=per_class)
+        row = {'step': step, **{name: figures[name] for name in EVALUATION_FIGURES}}
+        self.evaluations.append(row)
+        path = os.path.join(self.model_dir, 'evaluation.csv')
+        with open(path, 'w', newline='') as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            writer.writeheader()
+            writer.writerows(self.evaluations)
+        events.add(tf1.Summary(value=[tf1.Summary.Value(tag=f'evaluation/{name}', simple_value=figures[name])
+                                      for name in EVALUATION_FIGURES]), step)
 
     def run_training_step(self, session, net, batch, summarize=False):
         """One D and one G update on the images at the indices `batch`: their losses, and
@@ -373,13 +406,17 @@ class CGan:
             writer.writerow(['step', 'd_loss', 'g_loss'])
             writer.writerows([int(step), d_loss, g_loss] for step, d_loss, g_loss in self.step_losses)
 
-    def _read_loss_history(self):
-        """The history up to the checkpoint being resumed (steps after it are dropped)."""
+    def _read_history(self, checkpoint_step):
+        """The losses and evaluations up to the checkpoint being resumed."""
         path = os.path.join(self.model_dir, 'losses.csv')
         rows = np.loadtxt(path, delimiter=',', skiprows=1, ndmin=2) if os.path.exists(path) else np.zeros((0, 3))
         steps_per_epoch = -(-len(self.dataset.data) // self.batch_size)
         self.step_losses = np.zeros((0, 3))
-        self._record_losses(list(map(tuple, rows)), steps_per_epoch)
+        self._record_losses([tuple(row) for row in rows if row[0] <= checkpoint_step], steps_per_epoch)
+        path = os.path.join(self.model_dir, 'evaluation.csv')
+        with open(path) if os.path.exists(path) else contextlib.nullcontext([]) as f:
+            self.evaluations = [{name: (int if name == 'step' else float)(value) for name, value in row.items()}
+                                for row in csv.DictReader(f) if int(row['step']) <= checkpoint_step]
 
     # ------------------------------------------------------------- generating
 
@@ -477,6 +514,11 @@ class CGan:
         gan.model_dir = os.path.abspath(ckpt_dir)
         gan._load_latest_checkpoint()
         return gan
+
+    def export_saved_model(self, path):
+        """The generator as a TensorFlow SavedModel (see export.py)."""
+        from export import export_saved_model
+        export_saved_model(self, path)
 
     # ------------------------------------------------------------- pickling
 

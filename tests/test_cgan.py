@@ -160,6 +160,19 @@ def test_tensorboard_events_hold_losses_outputs_and_samples(dataset, tmp_path):
     assert tags['samples'] == [2, 4]
 
 
+def test_evaluation_during_training_is_recorded(dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))  # the classifier's cache
+    gan = make_gan(dataset, tmp_path)
+    gan.fit(max_steps=2, save_every_n=2, plot=False, tensorboard=True, eval_every=2)
+    assert [row['step'] for row in gan.evaluations] == [2]
+    figures = gan.evaluations[0]
+    assert 0 <= figures['conditional_accuracy'] <= 1 and figures['frechet_distance'] > 0
+    gan.fit(max_steps=3, save_every_n=1, plot=False, eval_every=1, resume=True)
+    rows = (tmp_path / 'mnist' / 'evaluation.csv').read_text().splitlines()
+    assert rows[0] == 'step,conditional_accuracy,frechet_distance,diversity_ratio'
+    assert [row.split(',')[0] for row in rows[1:]] == ['2', '3']
+
+
 def test_a_last_partial_batch_trains(mnist, tmp_path):
     """Bug 1: the original reshaped the label planes with the configured batch size."""
     data = Dataset(mnist[0][:20], mnist[1][:20], channels=1)
