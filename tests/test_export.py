@@ -25,7 +25,7 @@ def one_hot(classes):
 
 
 def test_plain_tensorflow_generates_what_generate_new_does(gan, tmp_path):
-    export_saved_model(gan, str(tmp_path / 'generator'))
+    gan.export_saved_model(str(tmp_path / "generator"))  # the CGan method, as users call it
     z = np.random.default_rng(0).uniform(-1, 1, (6, gan.z_dim)).astype(np.float32)
     labels = one_hot([0, 1, 2, 7, 8, 9])
     np.save(tmp_path / 'z.npy', z)
