@@ -87,27 +87,8 @@ def main(name, argv=None):
         data_files = datasets.data_files(recipe.dataset, 'train', options.data_dir)
     except (OSError, datasets.DataError) as error:  # missing, unreadable or undownloadable
         parser.error(str(error))
-
-    # Imported here, not at the top: TensorFlow takes seconds, and --help or a mistyped flag
-    # should answer at once.
-    import tensorflow as tf
-    from cgan import CGan
-    gan = CGan(datasets.Dataset(images, labels, channels=1, seed=options.seed),
-               epochs=options.epochs, batch_size=options.batch_size, z_dim=options.z_dim,
-               generator_name=name, learning_rate=options.learning_rate, beta1=options.beta1,
-               out_dir=options.out_dir, seed=options.seed)
-    training_started = time.monotonic()
-    try:
-        gan.fit(options.learning_rate, options.beta1, resume=options.resume,
-                save_every_n=options.save_every, max_steps=options.max_steps)
-    except FileExistsError:
-        parser.error(f'{run_dir} already holds a training run: continue it with --resume, '
-                     f'or choose another --out-dir')
-    except FileNotFoundError:
-        parser.error(f'--resume, but {run_dir} holds no checkpoint to resume')
-    except ValueError as error:  # the checkpoint is another model's
-        parser.error(f'--resume: {error}')
-    training_seconds = time.monotonic() - training_started
+    gan, training_seconds = train(parser, name, options, datasets.Dataset(
+        images, labels, channels=1, seed=options.seed))
 
     with open(run_dir / f'{name}.pkl', 'wb') as f:
         pickle.dump(gan, f)
@@ -119,8 +100,7 @@ def main(name, argv=None):
     steps = int(gan.step_losses[-1, 0]) if len(gan.step_losses) else 0  # 0: Ctrl-C at once
     record = {
         'recipe': name, 'dataset': recipe.dataset, 'arguments': vars(options),
-        'versions': {'python': platform.python_version(), 'tensorflow': tf.__version__,
-                     'numpy': np.__version__},
+        'versions': versions(),
         'data': {'images': len(images), 'classes': list(class_names),
                  'sha256': {str(path): sha256(path) for path in data_files}},
         'steps': steps,
@@ -131,6 +111,36 @@ def main(name, argv=None):
     (run_dir / 'run.json').write_text(json.dumps(record, indent=2) + '\n')
     print(f'{recipe.title}: {steps} steps in {training_seconds / 60:.1f} min; see {run_dir}/ '
           f'(classes.png, progress.gif, interpolation.gif, losses.png, {name}.pkl, run.json)')
+
+
+def train(parser, name, options, dataset):
+    """A CGan trained as the options say, and the seconds it took; CGan's refusals of the run
+    folder become one-line errors."""
+    # Imported here, not at the top: TensorFlow takes seconds, and --help or a mistyped flag
+    # should answer at once.
+    from cgan import CGan
+    gan = CGan(dataset, epochs=options.epochs, batch_size=options.batch_size,
+               z_dim=options.z_dim, generator_name=name, learning_rate=options.learning_rate,
+               beta1=options.beta1, out_dir=options.out_dir, seed=options.seed)
+    run_dir = Path(options.out_dir) / name
+    started = time.monotonic()
+    try:
+        gan.fit(options.learning_rate, options.beta1, resume=options.resume,
+                save_every_n=options.save_every, max_steps=options.max_steps)
+    except FileExistsError:
+        parser.error(f'{run_dir} already holds a training run: continue it with --resume, '
+                     f'or choose another --out-dir')
+    except FileNotFoundError:
+        parser.error(f'--resume, but {run_dir} holds no checkpoint to resume')
+    except ValueError as error:  # the checkpoint is another model's
+        parser.error(f'--resume: {error}')
+    return gan, time.monotonic() - started
+
+
+def versions():
+    import tensorflow as tf
+    return {'python': platform.python_version(), 'tensorflow': tf.__version__,
+            'numpy': np.__version__}
 
 
 def training_parser(name, recipe):
@@ -193,10 +203,7 @@ def existing_folder(text):
 
 
 def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected a whole number, got {text!r}') from None
+    value = parsed(text, int, 'a whole number')
     if value < 1:
         raise argparse.ArgumentTypeError(f'must be at least 1, got {value}')
     return value
@@ -217,13 +224,17 @@ def adam_beta1(text):
 
 
 def finite_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected a number, got {text!r}') from None
+    value = parsed(text, float, 'a number')
     if not np.isfinite(value):
         raise argparse.ArgumentTypeError(f'expected a finite number, got {text!r}')
     return value
+
+
+def parsed(text, kind, description):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected {description}, got {text!r}') from None
 
 
 def sha256(path):
