@@ -155,7 +155,7 @@ def training_parser(name, recipe):
         help=f"{data_folder}; missing files are downloaded into it. Default: "
              f"$CGAN_DATA_DIR/{recipe.dataset} if CGAN_DATA_DIR is set (never written to), "
              f"else the per-user cache ~/.cache/cgan/{recipe.dataset}")
-    parser.add_argument('--out-dir', default=OUT_DIR,
+    parser.add_argument('--out-dir', type=folder_or_new, default=OUT_DIR,
                         help=f'the run goes into OUT_DIR/{name}/ (default: {OUT_DIR})')
     parser.add_argument('--epochs', type=positive_int, default=recipe.epochs,
                         help=f'passes over the training images (default: {recipe.epochs})')
@@ -187,9 +187,9 @@ def refuse_another_recipe(parser, run_dir, name):
     if not record_path.exists():
         return
     try:
-        recipe = json.loads(record_path.read_text()).get('recipe')
-    except (ValueError, AttributeError):
-        parser.error(f'{record_path} is not a run record (not a JSON object); move it away to '
+        recipe = json.loads(record_path.read_text())['recipe']
+    except (ValueError, TypeError, KeyError):
+        parser.error(f'{record_path} is not a run record (no "recipe" in it); move it away to '
                      f'train in {run_dir}')
     if recipe != name:
         parser.error(f'{run_dir} holds a model of the {recipe!r} recipe, not {name!r}: choose '
@@ -199,6 +199,12 @@ def refuse_another_recipe(parser, run_dir, name):
 def existing_folder(text):
     if not Path(text).is_dir():
         raise argparse.ArgumentTypeError(f'no folder {text}: create it to download the data into it')
+    return text
+
+
+def folder_or_new(text):
+    if Path(text).exists() and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f'{text} is a file, not a folder')
     return text
 
 

@@ -176,6 +176,7 @@ def test_generate_all_classes(mnist_run, tmp_path):
     (['--beta1', '1'], r'argument --beta1: must lie in \[0, 1\), got 1.0'),
     (['--bogus'], 'unrecognized arguments: --bogus'),
     (['--data-dir', '{out}/nope'], 'argument --data-dir: no folder .*/nope'),
+    (['--out-dir', '{out}/mnist/run.json'], 'argument --out-dir: .*run.json is a file, not a folder'),
 ])
 def test_a_bad_flag_is_one_line_and_exit_2(mnist_run, arguments, fragment):
     out_dir = mnist_run.parent
@@ -210,6 +211,9 @@ def test_another_recipes_run_is_refused(mnist_run, tmp_path, capsys):
     run_refused(capsys, lambda: recipes.main('zalando', ['--out-dir', str(tmp_path), '--resume']),
                 "holds a model of the 'mnist' recipe, not 'zalando'")
     assert folder_state(tmp_path) == before
+    (tmp_path / 'zalando' / 'run.json').write_text('[]')
+    run_refused(capsys, lambda: recipes.main('zalando', ['--out-dir', str(tmp_path), '--resume']),
+                'run.json is not a run record')
 
 
 def test_resuming_another_model_is_refused(mnist_run, tmp_path, capsys):
