@@ -29,21 +29,29 @@ def main():
     parser.add_argument('--steps', type=int, default=20, help='training steps per timed run')
     parser.add_argument('--repeats', type=int, default=5, help='timed runs of each kind')
     parser.add_argument('--warmup', type=int, default=5, help='untimed steps first')
+    parser.add_argument('--variants', nargs='*', default=[], metavar='PRECISION[+xla]',
+                        help='more settings of the project\'s step to time beside the default, '
+                             'e.g. float32 mixed_bfloat16 float32+xla')
     parser.add_argument('--json', action='store_true', help='print one JSON object last')
     args = parser.parse_args()
 
     images, labels = load_mnist('train', args.data_dir)
-    gan = CGan(Dataset(images, labels, channels=1, seed=0), batch_size=args.batch,
-               learning_rate=0.0002, seed=0)
-    figures = {'batch': args.batch, 'steps': args.steps, 'repeats': args.repeats}
-    figures.update(training_speed(gan, args))
+    dataset = Dataset(images, labels, channels=1, seed=0)
+    gan = CGan(dataset, batch_size=args.batch, learning_rate=0.0002, seed=0)
+    variants = {name: CGan(dataset, batch_size=args.batch, learning_rate=0.0002, seed=0,
+                           precision=name.split('+')[0], xla=name.endswith('+xla'))
+                for name in args.variants}
+    figures = {'batch': args.batch, 'steps': args.steps, 'repeats': args.repeats,
+               'default_settings': {'precision': gan.precision, 'xla': gan.xla}}
+    figures.update(training_speed(gan, variants, args))
     figures['peak_rss_mb'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     figures['generate_seconds'] = generation_latency(gan)
 
-    train = figures['train_img_per_sec']
-    print(f"batch {args.batch}: default {train['default']:.1f} img/s (spread {figures['spread']['default']:.0%}), "
-          f"book-style {train['book_style']:.1f} img/s (spread {figures['spread']['book_style']:.0%}), "
-          f"speedup {figures['speedup']:.2f}x")
+    print(f"batch {args.batch}, images/s of training (median of {args.repeats} runs of {args.steps} steps; "
+          f"spread = (max - min) / median):")
+    for name, rate in figures['train_img_per_sec'].items():
+        print(f"  {name:<24} {rate:7.1f}   spread {figures['spread'][name]:.0%}")
+    print(f"speedup of the default step over the book-style step: {figures['speedup']:.2f}x")
     print(f"graph ops: {figures['graph_ops']['before']} before training, {figures['graph_ops']['after']} after")
     print(f"peak resident memory: {figures['peak_rss_mb']} MB")
     for count, (first, warm) in figures['generate_seconds'].items():
@@ -52,16 +60,10 @@ def main():
         print(json.dumps(figures))
 
 
-def training_speed(gan, args):
-    """Images per second of both kinds of step, median over alternating timed runs."""
-    net = gan._build_training_graph()
+def training_speed(gan, variants, args):
+    """Images per second of each kind of step, median over interleaved timed runs."""
     book = BookStyleGraph(gan)
     batches = iter(gan.dataset.get_batches(args.batch, rng=np.random.default_rng(0)))
-    order = np.concatenate(gan.epoch_batches(0, shuffle_seed=0))
-    index_batches = [order[i:i + args.batch] for i in range(0, len(order) - args.batch + 1, args.batch)]
-
-    def default_step(session, i):
-        gan.run_training_step(session, net, index_batches[i % len(index_batches)])
 
     def book_step(session, i):
         nonlocal batches
@@ -72,12 +74,21 @@ def training_speed(gan, args):
             images, one_hot = next(batches)
         book.run_step(session, images, one_hot)
 
-    sessions = {'default': tf1.Session(graph=net.graph, config=session_config()),
-                'book_style': tf1.Session(graph=book.graph, config=session_config())}
-    sessions['default'].run(net.initializer)
+    def project_step(model):
+        net = model._build_training_graph()
+        epoch = model.epoch_batches(0, shuffle_seed=0)[:-1]  # full batches only
+        step = lambda session, i: model.run_training_step(session, net, epoch[i % len(epoch)])
+        return net, step
+
+    nets, steps = {}, {'book_style': book_step}
+    for name, model in {'default': gan, **variants}.items():
+        nets[name], steps[name] = project_step(model)
+    graphs = {'book_style': book.graph, **{name: net.graph for name, net in nets.items()}}
+    sessions = {name: tf1.Session(graph=graph, config=session_config()) for name, graph in graphs.items()}
     sessions['book_style'].run(book.initializer)
-    steps = {'default': default_step, 'book_style': book_step}
-    ops_before = len(net.graph.get_operations())
+    for name, net in nets.items():
+        sessions[name].run(net.initializer)
+    ops_before = len(nets['default'].graph.get_operations())
     for name, step in steps.items():
         for i in range(args.warmup):
             step(sessions[name], i)
@@ -88,9 +99,10 @@ def training_speed(gan, args):
             for i in range(args.steps):
                 step(sessions[name], repeat * args.steps + i)
             rates[name].append(args.steps * args.batch / (time.perf_counter() - started))
-    ops_after = len(net.graph.get_operations())
-    gan.generator_weights = dict(zip(net.generator_variables, sessions['default'].run(
-        list(net.generator_variables.values()))))
+    ops_after = len(nets['default'].graph.get_operations())
+    generator_variables = nets['default'].generator_variables
+    gan.generator_weights = dict(zip(generator_variables, sessions['default'].run(
+        list(generator_variables.values()))))
     for session in sessions.values():
         session.close()
     medians = {name: statistics.median(values) for name, values in rates.items()}

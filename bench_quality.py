@@ -1,0 +1,53 @@
+"""Image quality of training settings at equal steps: does an option cost quality?
+
+Trains the same MNIST model (same seed, same batches) under each setting for --steps steps,
+judging the generator with evaluate.py every --eval-every steps, and prints the figures
+side by side. Generation modes are compared on the final weights too: inference mode
+(batch norm on moving statistics, no dropout: the default) and the original's (batch
+statistics and dropout).
+
+    python bench_quality.py --out-dir runs/quality --steps 1500 float32 mixed_bfloat16
+"""
+import argparse
+import json
+
+import evaluate
+from cgan import CGan, EVALUATION_FIGURES
+from datasets import Dataset, load_mnist
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('settings', nargs='+', metavar='PRECISION[+xla]')
+    parser.add_argument('--data-dir', help='the MNIST folder (default: the loaders\' usual search)')
+    parser.add_argument('--out-dir', required=True, help='one model folder per setting goes here')
+    parser.add_argument('--steps', type=int, default=1500)
+    parser.add_argument('--eval-every', type=int, default=500)
+    parser.add_argument('--seed', type=int, default=0)
+    args = parser.parse_args()
+
+    images, labels = load_mnist('train', args.data_dir)
+    dataset = Dataset(images, labels, channels=1, seed=args.seed)
+    results = {}
+    for setting in args.settings:
+        gan = CGan(dataset, epochs=10_000, generator_name='mnist', seed=args.seed,
+                   out_dir=f'{args.out_dir}/{setting}', precision=setting.split('+')[0],
+                   xla=setting.endswith('+xla'))
+        gan.fit(max_steps=args.steps, save_every_n=args.eval_every, plot=False,
+                eval_every=args.eval_every, eval_data_dir=args.data_dir)
+        results[setting] = gan.evaluations
+        gan.legacy_generation = True  # the original's generation, same weights
+        gan._close_generation()
+        original = evaluate.evaluate_model(gan, args.data_dir, per_class=50)
+        results[f'{setting}, generated as the original'] = [
+            {'step': args.steps, **{name: original[name] for name in EVALUATION_FIGURES}}]
+
+    print(f"{'setting':<44} {'step':>6} " + ' '.join(f'{name:>20}' for name in EVALUATION_FIGURES))
+    for setting, rows in results.items():
+        for row in rows:
+            print(f"{setting:<44} {row['step']:>6} " + ' '.join(f'{row[name]:>20.3f}' for name in EVALUATION_FIGURES))
+    print(json.dumps(results))
+
+
+if __name__ == '__main__':
+    main()
