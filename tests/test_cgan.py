@@ -271,8 +271,9 @@ print('returned after', len(gan.step_losses), 'steps')
     with open(tmp_path / 'stderr', 'w') as stderr:
         child = subprocess.Popen([sys.executable, '-c', script], env=env, stdout=subprocess.PIPE,
                                  stderr=stderr, text=True)
-        deadline = time.monotonic() + 90
-        while 'd_loss' not in (tmp_path / 'stderr').read_text() and time.monotonic() < deadline:
+        deadline = time.monotonic() + 300  # a loaded machine takes a while to import TF
+        while 'd_loss' not in (tmp_path / 'stderr').read_text():
+            assert time.monotonic() < deadline and child.poll() is None, 'training never started'
             time.sleep(0.2)
         child.send_signal(stop_signal)
         output, _ = child.communicate(timeout=60)
