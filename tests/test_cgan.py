@@ -276,7 +276,7 @@ print('returned after', len(gan.step_losses), 'steps')
             assert time.monotonic() < deadline and child.poll() is None, 'training never started'
             time.sleep(0.2)
         child.send_signal(stop_signal)
-        output, _ = child.communicate(timeout=60)
+        output, _ = child.communicate(timeout=300)
     assert child.returncode == 0, (tmp_path / 'stderr').read_text()[-2000:]
     steps = int(output.split('returned after')[1].split()[0])
     assert steps >= 1

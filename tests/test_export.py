@@ -33,10 +33,14 @@ def test_plain_tensorflow_generates_what_generate_new_does(gan, tmp_path):
     elsewhere = tmp_path / 'elsewhere'
     elsewhere.mkdir()
     script = f"""
-import importlib.util
+import sys
+class RefuseTheProject:  # the project may be installed here; the SavedModel must not need it
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {'cgan', 'datasets', 'evaluate', 'export', 'recipes'}:
+            raise ImportError(name + ' belongs to the project')
+sys.meta_path.insert(0, RefuseTheProject())
 import numpy as np
 import tensorflow as tf
-assert importlib.util.find_spec('cgan') is None, 'the project is importable'
 model = tf.saved_model.load({str(tmp_path / 'generator')!r})
 images = model.signatures['serving_default'](z=tf.constant(np.load('../z.npy')),
                                              label=tf.constant(np.load('../labels.npy')))
