@@ -258,7 +258,9 @@ def test_divergence_stops_with_the_step_and_keeps_the_good_checkpoint(dataset, t
 @pytest.mark.parametrize('stop_signal', [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_returns(tmp_path, stop_signal):
     script = f"""
-import sys
+import signal
+# As in a terminal: a background job (CI may be one) starts with SIGINT ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from datasets import Dataset, load_mnist
 from cgan import CGan
 images, labels = load_mnist()
@@ -268,15 +270,18 @@ gan.fit(save_every_n=100000, plot=False)
 print('returned after', len(gan.step_losses), 'steps')
 """
     env = {**os.environ, 'PYTHONPATH': REPO, 'TF_CPP_MIN_LOG_LEVEL': '3'}
-    with open(tmp_path / 'stderr', 'w') as stderr:
-        child = subprocess.Popen([sys.executable, '-c', script], env=env, stdout=subprocess.PIPE,
-                                 stderr=stderr, text=True)
-        deadline = time.monotonic() + 300  # a loaded machine takes a while to import TF
-        while 'd_loss' not in (tmp_path / 'stderr').read_text():
-            assert time.monotonic() < deadline and child.poll() is None, 'training never started'
-            time.sleep(0.2)
-        child.send_signal(stop_signal)
-        output, _ = child.communicate(timeout=300)
+    with open(tmp_path / 'stderr', 'w') as stderr, subprocess.Popen(
+            [sys.executable, '-c', script], env=env, stdout=subprocess.PIPE, stderr=stderr,
+            text=True) as child:
+        try:
+            deadline = time.monotonic() + 300  # a loaded machine takes a while to import TF
+            while 'd_loss' not in (tmp_path / 'stderr').read_text():
+                assert time.monotonic() < deadline and child.poll() is None, 'training never started'
+                time.sleep(0.2)
+            child.send_signal(stop_signal)
+            output, _ = child.communicate(timeout=300)
+        finally:
+            child.kill()  # a child that outlives a failed test would train for hours
     assert child.returncode == 0, (tmp_path / 'stderr').read_text()[-2000:]
     steps = int(output.split('returned after')[1].split()[0])
     assert steps >= 1
