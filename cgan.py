@@ -152,10 +152,14 @@ class CGan:
             return tf.sigmoid(logits), logits
 
     def generator(self, z, training=True):
-        """Images in [-1, 1] drawn from z joined to the one-hot labels."""
+        """Images in [-1, 1] drawn from z joined to the one-hot labels.
+
+        Inference (training=False) always computes in float32: generation is cheap next to
+        training, and its images then never depend on the precision or the batch.
+        """
         height, width, channels = self.image_shape
         with tf1.variable_scope('generator', reuse=tf1.AUTO_REUSE):
-            x = tf.cast(z, COMPUTE_DTYPES[self.precision])
+            x = tf.cast(z, COMPUTE_DTYPES[self.precision] if training else tf.float32)
             x = dense(x, height // 4 * width // 4 * 512, 'dense')      # [batch, H/4*W/4*512]
             x = tf.reshape(x, (-1, height // 4, width // 4, 512))      # [batch, H/4, W/4, 512]
             x = normalize_activate_drop(x, self.alpha, training, 'batch_normalization')

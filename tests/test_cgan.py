@@ -219,6 +219,18 @@ def test_a_seed_makes_training_repeatable(dataset, tmp_path):
     assert not np.array_equal(first['generator/dense/kernel'], other['generator/dense/kernel'])
 
 
+def test_mixed_precision_keeps_float32_weights(dataset, tmp_path):
+    gan = trained(dataset, tmp_path, steps=2, precision='mixed_bfloat16')
+    assert np.all(np.isfinite(gan.step_losses))
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(gan.model_dir))
+    dtypes = reader.get_variable_to_dtype_map()
+    assert {dtypes[name] for name in ORIGINAL_GENERATOR} == {tf.float32}
+    images = gan.generate_new(target_class=3, rows=2, cols=2, plot=False)
+    assert images.dtype == np.float32 and np.all(np.abs(images) <= 1)
+    with pytest.raises(ValueError, match="precision must be one of .*'float32'.*; got 'half'"):
+        make_gan(dataset, tmp_path, precision='half')
+
+
 def test_the_training_graph_never_grows(dataset, tmp_path):
     """Bug 3: the original built a new generator for every sample grid."""
     gan = make_gan(dataset, tmp_path)
