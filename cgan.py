@@ -19,6 +19,7 @@ variable names `tf.layers` gave them, so checkpoints move between the original a
 import contextlib
 import csv
 import os
+import re
 import signal
 import threading
 import time
@@ -52,10 +53,10 @@ class CGan:
 
     def __init__(self, dataset, epochs=1, batch_size=32, z_dim=96, generator_name='generator',
                  alpha=0.2, smooth=0.1, learning_rate=0.001, beta1=0.35,
-                 out_dir=None, seed=None, max_to_keep=5, precision='float32', xla=False,
+                 out_dir=None, seed=None, max_to_keep=5, precision='auto', xla=False,
                  classes=None, image_shape=None):
         """`classes` and `image_shape` describe a model without a dataset (generation only);
-        with a dataset they come from it."""
+        with a dataset they come from it. `precision` 'auto' is `default_precision()`."""
         if dataset is not None:
             classes = [] if dataset.labels is None else np.asarray(dataset.classes).tolist()
             image_shape = dataset.data.shape[1:]
@@ -66,6 +67,8 @@ class CGan:
         if height % 4 or width % 4:
             raise ValueError(f"image height and width must be multiples of 4 (the generator "
                              f"doubles a (H/4, W/4) start twice); got {height}x{width}")
+        if precision == 'auto':
+            precision = default_precision()
         if precision not in COMPUTE_DTYPES:
             raise ValueError(f"precision must be one of {sorted(COMPUTE_DTYPES)}; got {precision!r}")
         if batch_size < 1 or epochs < 1 or z_dim < 1:
@@ -812,6 +815,20 @@ def sigterm_as_keyboard_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def default_precision():
+    """'mixed_bfloat16' where training runs on a CPU that computes in bfloat16 (AVX-512 BF16
+    or AMX), else 'float32'. Measured on such a CPU it trains about 1.7 times faster, with
+    images as good at equal steps (see the README)."""
+    if tf.config.list_physical_devices('GPU'):
+        return 'float32'
+    try:
+        with open('/proc/cpuinfo') as f:
+            flags = f.read()
+    except OSError:  # not Linux: no cheap way to tell
+        return 'float32'
+    return 'mixed_bfloat16' if re.search(r'\b(avx512_bf16|amx_bf16)\b', flags) else 'float32'
 
 
 def session_config():
