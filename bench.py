@@ -62,7 +62,9 @@ def main():
 
 def training_speed(gan, variants, args):
     """Images per second of each kind of step, median over interleaved timed runs."""
-    book = BookStyleGraph(gan)
+    # The original computed in float32, whatever the project's default precision.
+    book = BookStyleGraph(CGan(gan.dataset, batch_size=args.batch, learning_rate=0.0002,
+                               seed=0, precision='float32'))
     batches = iter(gan.dataset.get_batches(args.batch, rng=np.random.default_rng(0)))
 
     def book_step(session, i):
