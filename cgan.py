@@ -27,7 +27,7 @@ import types
 
 import numpy as np
 import tensorflow as tf
-from tqdm.auto import tqdm
+from tqdm import tqdm  # tqdm.auto wants ipywidgets in Jupyter; text bars work everywhere
 
 tf1 = tf.compat.v1
 
