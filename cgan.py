@@ -104,6 +104,10 @@ class CGan:
     def num_classes(self):
         return len(self.classes)
 
+    @property
+    def steps_per_epoch(self):
+        return -(-len(self.dataset.data) // self.batch_size)  # the last batch may be smaller
+
     # ---------------------------------------------------------------- the graph
 
     def instantiate_inputs(self):
@@ -302,8 +306,7 @@ class CGan:
         return self.epoch_losses
 
     def _train(self, session, net, save_every_n, max_steps, events, judge, eval_every):
-        steps_per_epoch = -(-len(self.dataset.data) // self.batch_size)
-        total_steps = self.epochs * steps_per_epoch
+        total_steps = self.epochs * self.steps_per_epoch
         if max_steps is not None:
             total_steps = min(total_steps, max_steps)
         step = int(session.run(net.global_step))
@@ -315,7 +318,7 @@ class CGan:
         losses = []
         try:
             while step < total_steps:
-                epoch, batch_in_epoch = divmod(step, steps_per_epoch)
+                epoch, batch_in_epoch = divmod(step, self.steps_per_epoch)
                 for batch in self.epoch_batches(epoch, shuffle_seed)[batch_in_epoch:]:
                     if step >= total_steps:
                         break
@@ -336,13 +339,13 @@ class CGan:
                     progress.set_postfix(epoch=epoch + 1, d_loss=f'{d_loss:.3f}', g_loss=f'{g_loss:.3f}',
                                          img_per_s=f'{len(batch) / (time.perf_counter() - started):.0f}')
                     if step % save_every_n == 0 or step == total_steps:
-                        self._record_losses(losses, steps_per_epoch)
+                        self._record_losses(losses)
                         losses = []
                         self._save(session, net, step)
                         self._save_samples(session, net, sample_z, step, events)
         except KeyboardInterrupt:
             progress.write(f"interrupted at step {step}: saving a checkpoint in {self.model_dir}")
-            self._record_losses(losses, steps_per_epoch)
+            self._record_losses(losses)
             self._save(session, net, step)
         finally:
             progress.close()
@@ -398,12 +401,12 @@ class CGan:
                                           session.run(list(net.generator_variables.values()))))
         self._write_loss_history()
 
-    def _record_losses(self, losses, steps_per_epoch):
+    def _record_losses(self, losses):
         """Add steps' losses to the history; an epoch's row is the mean of its steps so far."""
         if not losses:
             return
         self.step_losses = np.concatenate([self.step_losses, np.array(losses)])
-        epochs = (self.step_losses[:, 0] - 1) // steps_per_epoch
+        epochs = (self.step_losses[:, 0] - 1) // self.steps_per_epoch
         self.epoch_losses = np.array([self.step_losses[epochs == e, 1:].mean(axis=0)
                                       for e in np.unique(epochs)]).reshape(-1, 2)
 
@@ -417,9 +420,8 @@ class CGan:
         """The losses and evaluations up to the checkpoint being resumed."""
         path = os.path.join(self.model_dir, 'losses.csv')
         rows = np.loadtxt(path, delimiter=',', skiprows=1, ndmin=2) if os.path.exists(path) else np.zeros((0, 3))
-        steps_per_epoch = -(-len(self.dataset.data) // self.batch_size)
         self.step_losses = np.zeros((0, 3))
-        self._record_losses([tuple(row) for row in rows if row[0] <= checkpoint_step], steps_per_epoch)
+        self._record_losses([tuple(row) for row in rows if row[0] <= checkpoint_step])
         path = os.path.join(self.model_dir, 'evaluation.csv')
         with open(path) if os.path.exists(path) else contextlib.nullcontext([]) as f:
             self.evaluations = [{name: (int if name == 'step' else float)(value) for name, value in row.items()}
@@ -590,8 +592,7 @@ class CGan:
         axes = figure.add_subplot()
         steps = self.step_losses[:, 0]
         window = max(1, len(steps) // 50)
-        steps_per_epoch = -(-len(self.dataset.data) // self.batch_size)
-        epoch_ends = np.minimum(np.arange(1, len(self.epoch_losses) + 1) * steps_per_epoch, steps[-1])
+        epoch_ends = np.minimum(np.arange(1, len(self.epoch_losses) + 1) * self.steps_per_epoch, steps[-1])
         for column, (name, color) in enumerate([('discriminator', 'tab:blue'), ('generator', 'tab:orange')]):
             losses = self.step_losses[:, column + 1]
             axes.plot(steps, losses, color=color, alpha=0.2, linewidth=0.8)
