@@ -92,7 +92,6 @@ class CGan:
         self.image_shape = (height, width, channels)
         self.max_value = 255 if dataset is None else dataset.max_value
         self.cmap = 'gray' if channels == 1 else None
-        self.image_mode = 'L' if channels == 1 else 'RGB'
         self.legacy_generation = False
         self.generator_weights = None       # {variable name: array} once trained or loaded
         self.step_losses = np.zeros((0, 3))  # rows of (step, d_loss, g_loss)
