@@ -112,6 +112,37 @@ def test_losses_are_the_formulas_with_one_sided_smoothing():
     assert g_loss == pytest.approx(cross_entropy(fake_logits, 1.0), rel=1e-5)
 
 
+def test_dropout_keeps_each_unit_independently_with_probability_one_half():
+    with tf.Graph().as_default(), tf1.Session() as session:
+        x = tf1.placeholder(tf.bfloat16, (None, 4, 4, 64))
+        dropped = cgan.drop_half(x)
+        gradient = tf.gradients(dropped, x, grad_ys=tf.ones_like(dropped))[0]
+        ones = np.ones((256, 4, 4, 64), np.float32)
+        first, gradient = session.run([tf.cast(t, tf.float32) for t in (dropped, gradient)], {x: ones})
+        second = session.run(tf.cast(dropped, tf.float32), {x: ones})
+        assert dropped.shape.as_list() == [None, 4, 4, 64]
+    kept = first == 2
+    assert np.all(kept | (first == 0))                 # kept units doubled, the others zeroed
+    assert np.array_equal(gradient, first)             # the gradient flows through kept units
+    assert 0.49 < kept.mean() < 0.51
+    assert 0.24 < (kept[..., :-1] & kept[..., 1:]).mean() < 0.26  # neighbours independent
+    for channel in range(16):                          # every bit of a draw is used
+        assert 0.45 < kept[..., channel::16].mean() < 0.55
+    assert 0.24 < (kept & (second == 2)).mean() < 0.26  # a new mask every run
+
+
+def test_hidden_layers_use_leaky_relu_max_alpha_x_x():
+    values = np.linspace(-3, 3, 7 * 16, dtype=np.float32).reshape(1, 1, 7, 16)
+    with tf.Graph().as_default(), tf1.Session() as session:
+        x = tf.constant(values)
+        with tf1.variable_scope('layer', reuse=tf1.AUTO_REUSE):
+            activated = cgan.normalize_activate_drop(x, 0.2, False, 'batch_normalization')
+            normalized = cgan.batch_norm(x, False, 'batch_normalization')
+        session.run(tf1.global_variables_initializer())
+        normalized, activated = session.run([normalized, activated])
+    np.testing.assert_allclose(activated, np.maximum(0.2 * normalized, normalized), rtol=1e-6)
+
+
 def test_discriminator_sees_the_label_planes(dataset, tmp_path):
     gan = make_gan(dataset, tmp_path)
     with tf.Graph().as_default(), tf1.Session() as session:
