@@ -676,9 +676,38 @@ def conv_transpose(x, filters, strides, name):
     """5x5 transposed convolution, 'same' padding: (H, W) grows to (H*strides, W*strides)."""
     kernel, bias = layer_weights(name, (5, 5, filters, x.shape[-1]), filters, x.dtype)
     height, width = x.shape[1] * strides, x.shape[2] * strides
-    output_shape = tf.stack([tf.shape(x)[0], height, width, filters])
-    y = tf.nn.conv2d_transpose(x, kernel, output_shape, strides, 'SAME')
+
+    @tf.custom_gradient
+    def transposed_convolution(x, kernel):
+        output_shape = tf.stack([tf.shape(x)[0], height, width, filters])
+        y = tf.nn.conv2d_transpose(x, kernel, output_shape, strides, 'SAME')
+
+        def gradients(dy):  # TensorFlow's own for x, a faster way to the same kernel's
+            return (tf.nn.conv2d(dy, kernel, strides, 'SAME'),
+                    transposed_convolution_kernel_gradient(x, dy, strides))
+        return y, gradients
+
+    y = transposed_convolution(x, kernel)
     return tf.ensure_shape(y, (None, height, width, filters)) + bias
+
+
+def transposed_convolution_kernel_gradient(x, dy, strides):
+    """The gradient of a 5x5 'same' transposed convolution's kernel [5, 5, out, in], from its
+    input x [batch, H, W, in] and its output's gradient dy [batch, H*strides, W*strides, out].
+
+    It is the sum over the batch and (h, w) of padded_dy[batch, strides*h + i, strides*w + j,
+    out] * x[batch, h, w, in]. TensorFlow computes it as a convolution's backward-weights
+    pass, which oneDNN runs at under half its forward speed on these small images (bfloat16:
+    61 against 31 ms for the 7x7 layer at batch 32). Read with the batch as the channels,
+    the same sum is a forward convolution: of the images padded_dy[out, H', W', batch] with
+    the filter x[H, W, batch, in] dilated by `strides`, giving [out, 5, 5, in].
+    """
+    padding = 5 - strides  # what 'same' adds to dy for a stride-`strides` 5x5 convolution
+    before, after = padding // 2, padding - padding // 2
+    padded_dy = tf.pad(dy, ((0, 0), (before, after), (before, after), (0, 0)))
+    gradient = tf.nn.conv2d(tf.transpose(padded_dy, (3, 1, 2, 0)), tf.transpose(x, (1, 2, 0, 3)),
+                            1, 'VALID', dilations=strides)
+    return tf.transpose(gradient, (1, 2, 0, 3))
 
 
 def layer_weights(name, kernel_shape, units, dtype):

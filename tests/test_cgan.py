@@ -131,6 +131,24 @@ def test_dropout_keeps_each_unit_independently_with_probability_one_half():
     assert 0.24 < (kept & (second == 2)).mean() < 0.26  # a new mask every run
 
 
+@pytest.mark.parametrize('strides', [1, 2])
+def test_transposed_convolution_has_tensorflows_gradients(strides):
+    rng = np.random.default_rng(0)
+    x_values = rng.normal(size=(3, 7, 6, 24)).astype(np.float32)
+    with tf.Graph().as_default(), tf1.Session() as session:
+        x = tf.constant(x_values)
+        y = cgan.conv_transpose(x, 8, strides, 'conv2d_transpose')
+        kernel = tf1.global_variables('conv2d_transpose/kernel')[0]
+        session.run(tf1.global_variables_initializer())
+        expected = tf.nn.conv2d_transpose(x, kernel, (3, 7 * strides, 6 * strides, 8), strides, 'SAME')
+        dy = tf.constant(rng.normal(size=(3, 7 * strides, 6 * strides, 8)).astype(np.float32))
+        ours = session.run(tf.gradients(y, [x, kernel], grad_ys=dy))
+        theirs = session.run(tf.gradients(expected, [x, kernel], grad_ys=dy))
+        np.testing.assert_allclose(*session.run([y, expected]), rtol=1e-5, atol=1e-5)
+    for our_gradient, their_gradient in zip(ours, theirs):
+        np.testing.assert_allclose(our_gradient, their_gradient, rtol=1e-4, atol=1e-4)
+
+
 def test_hidden_layers_use_leaky_relu_max_alpha_x_x():
     values = np.linspace(-3, 3, 7 * 16, dtype=np.float32).reshape(1, 1, 7, 16)
     with tf.Graph().as_default(), tf1.Session() as session:
