@@ -1,12 +1,19 @@
 """Training and generation speed of CGan on real MNIST, in one process.
 
-Compares the project's training step with a "book-style" step on the same model: NumPy z
-and label planes fed through feed_dict, a D `session.run` then a G `session.run`, as the
-original did. Figures are medians of --repeats timed runs of --steps steps after warm-up,
-the two kinds of step alternating so that a change of load hits both.
+Compares the project's training step with a "book-style" step on the same model, computed
+as the original computed it: NumPy z and label planes fed through feed_dict, a D
+`session.run` then a G `session.run`, float32, and the original's ops after each hidden
+layer (tf.maximum for the leaky ReLU, tf.nn.dropout). Figures are medians of --repeats
+timed runs of --steps steps after warm-up, the kinds of step alternating so that a change
+of load hits all of them.
 
-    python bench.py --batch 32 --steps 20 --repeats 5 [--json]
+--variants times more settings of the project's step beside the default, so that each
+change shows on its own in one run: PRECISION, then +book_layers for the original's
+hidden-layer ops, +xla for XLA.
+
+    python bench.py --batch 32 --variants float32+book_layers float32 float32+xla [--json]
 """
+import contextlib
 import argparse
 import json
 import resource
@@ -16,6 +23,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+import cgan
 from cgan import CGan, session_config
 from datasets import Dataset, load_mnist
 
@@ -29,9 +37,9 @@ def main():
     parser.add_argument('--steps', type=int, default=20, help='training steps per timed run')
     parser.add_argument('--repeats', type=int, default=5, help='timed runs of each kind')
     parser.add_argument('--warmup', type=int, default=5, help='untimed steps first')
-    parser.add_argument('--variants', nargs='*', default=[], metavar='PRECISION[+xla]',
+    parser.add_argument('--variants', nargs='*', default=[], metavar='PRECISION[+book_layers][+xla]',
                         help='more settings of the project\'s step to time beside the default, '
-                             'e.g. float32 mixed_bfloat16 float32+xla')
+                             'e.g. float32+book_layers float32 float32+xla')
     parser.add_argument('--json', action='store_true', help='print one JSON object last')
     args = parser.parse_args()
 
@@ -39,7 +47,7 @@ def main():
     dataset = Dataset(images, labels, channels=1, seed=0)
     gan = CGan(dataset, batch_size=args.batch, learning_rate=0.0002, seed=0)
     variants = {name: CGan(dataset, batch_size=args.batch, learning_rate=0.0002, seed=0,
-                           precision=name.split('+')[0], xla=name.endswith('+xla'))
+                           precision=name.split('+')[0], xla='+xla' in name)
                 for name in args.variants}
     figures = {'batch': args.batch, 'steps': args.steps, 'repeats': args.repeats,
                'default_settings': {'precision': gan.precision, 'xla': gan.xla}}
@@ -63,8 +71,9 @@ def main():
 def training_speed(gan, variants, args):
     """Images per second of each kind of step, median over interleaved timed runs."""
     # The original computed in float32, whatever the project's default precision.
-    book = BookStyleGraph(CGan(gan.dataset, batch_size=args.batch, learning_rate=0.0002,
-                               seed=0, precision='float32'))
+    with book_hidden_layers():
+        book = BookStyleGraph(CGan(gan.dataset, batch_size=args.batch, learning_rate=0.0002,
+                                   seed=0, precision='float32'))
     batches = iter(gan.dataset.get_batches(args.batch, rng=np.random.default_rng(0)))
 
     def book_step(session, i):
@@ -76,15 +85,16 @@ def training_speed(gan, variants, args):
             images, one_hot = next(batches)
         book.run_step(session, images, one_hot)
 
-    def project_step(model):
-        net = model._build_training_graph()
+    def project_step(name, model):
+        with book_hidden_layers() if '+book_layers' in name else contextlib.nullcontext():
+            net = model._build_training_graph()
         epoch = model.epoch_batches(0, shuffle_seed=0)[:-1]  # full batches only
         step = lambda session, i: model.run_training_step(session, net, epoch[i % len(epoch)])
         return net, step
 
     nets, steps = {}, {'book_style': book_step}
     for name, model in {'default': gan, **variants}.items():
-        nets[name], steps[name] = project_step(model)
+        nets[name], steps[name] = project_step(name, model)
     graphs = {'book_style': book.graph, **{name: net.graph for name, net in nets.items()}}
     sessions = {name: tf1.Session(graph=graph, config=session_config()) for name, graph in graphs.items()}
     sessions['book_style'].run(book.initializer)
@@ -114,9 +124,26 @@ def training_speed(gan, variants, args):
             'graph_ops': {'before': ops_before, 'after': ops_after}}
 
 
+@contextlib.contextmanager
+def book_hidden_layers():
+    """Graphs built inside use the original's ops after each hidden layer."""
+    def normalize_activate_drop(x, alpha, training, batch_norm_name):
+        x = cgan.batch_norm(x, training, batch_norm_name)
+        x = tf.maximum(alpha * x, x)
+        return tf.nn.dropout(x, rate=0.5) if training else x
+
+    project_ops = cgan.normalize_activate_drop
+    cgan.normalize_activate_drop = normalize_activate_drop
+    try:
+        yield
+    finally:
+        cgan.normalize_activate_drop = project_ops
+
+
 class BookStyleGraph:
-    """The original's training graph, from the CGan's own builders: a D update op and a G
-    update op, each run by its own `session.run` with every input fed from NumPy."""
+    """The original's training graph, from the CGan's own builders (with the original's
+    hidden-layer ops when built inside `book_hidden_layers`): a D update op and a G update
+    op, each run by its own `session.run` with every input fed from NumPy."""
 
     def __init__(self, gan):
         self.gan = gan

@@ -1,0 +1,54 @@
+"""bench.py, the speed benchmark: it runs end to end on real MNIST and reports what the
+README quotes, and its book-style step computes with the original's ops. Speed itself is
+measured by running bench.py, never asserted here."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import bench
+import cgan
+from cgan import CGan
+from datasets import Dataset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_bench_reports_speeds_memory_ops_and_generation_as_json(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / 'bench.py'), '--batch', '8', '--steps', '1', '--repeats', '1',
+         '--warmup', '1', '--variants', 'float32+book_layers', '--json'],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'})
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    rates = figures['train_img_per_sec']
+    assert figures['batch'] == 8
+    assert set(rates) == {'book_style', 'default', 'float32+book_layers'}
+    assert all(rate > 0 for rate in rates.values())
+    assert figures['speedup'] == rates['default'] / rates['book_style']
+    assert figures['graph_ops']['before'] == figures['graph_ops']['after']
+    assert figures['peak_rss_mb'] > 0
+    assert set(figures['generate_seconds']) == {'1', '100', '1000'}
+    assert 'speedup of the default step over the book-style step' in result.stdout
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def op_types(build):
+    gan = CGan(Dataset(np.zeros((4, 28, 28), np.uint8), [0, 1, 2, 3], channels=1), precision='float32')
+    return {op.type for op in build(gan).get_operations()}
+
+
+def test_book_style_graphs_use_the_originals_hidden_layer_ops():
+    build = lambda gan: gan._build_training_graph().graph
+    with bench.book_hidden_layers():
+        book = op_types(build)
+        book_style = op_types(lambda gan: bench.BookStyleGraph(gan).graph)
+    project = op_types(build)
+    assert 'Maximum' in book and not {'LeakyRelu', 'BitwiseAnd'} & book
+    assert 'Maximum' in book_style and not {'LeakyRelu', 'BitwiseAnd'} & book_style
+    assert {'LeakyRelu', 'BitwiseAnd'} <= project and 'Maximum' not in project
+    assert cgan.normalize_activate_drop.__module__ == 'cgan'  # put back
