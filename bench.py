@@ -2,14 +2,14 @@
 
 Compares the project's training step with a "book-style" step on the same model, computed
 as the original computed it: NumPy z and label planes fed through feed_dict, a D
-`session.run` then a G `session.run`, float32, and the original's ops after each hidden
-layer (tf.maximum for the leaky ReLU, tf.nn.dropout). Figures are medians of --repeats
+`session.run` then a G `session.run`, float32, and the original's layer ops (tf.maximum for
+the leaky ReLU, tf.nn.dropout, TensorFlow's own gradients of the transposed convolutions). Figures are medians of --repeats
 timed runs of --steps steps after warm-up, the kinds of step alternating so that a change
 of load hits all of them.
 
 --variants times more settings of the project's step beside the default, so that each
-change shows on its own in one run: PRECISION, then +book_layers for the original's
-hidden-layer ops, +xla for XLA.
+change shows on its own in one run: PRECISION, then +book_layers for the original's layer
+ops, +xla for XLA.
 
     python bench.py --batch 32 --variants float32+book_layers float32 float32+xla [--json]
 """
@@ -71,7 +71,7 @@ def main():
 def training_speed(gan, variants, args):
     """Images per second of each kind of step, median over interleaved timed runs."""
     # The original computed in float32, whatever the project's default precision.
-    with book_hidden_layers():
+    with book_layers():
         book = BookStyleGraph(CGan(gan.dataset, batch_size=args.batch, learning_rate=0.0002,
                                    seed=0, precision='float32'))
     batches = iter(gan.dataset.get_batches(args.batch, rng=np.random.default_rng(0)))
@@ -86,7 +86,7 @@ def training_speed(gan, variants, args):
         book.run_step(session, images, one_hot)
 
     def project_step(name, model):
-        with book_hidden_layers() if '+book_layers' in name else contextlib.nullcontext():
+        with book_layers() if '+book_layers' in name else contextlib.nullcontext():
             net = model._build_training_graph()
         epoch = model.epoch_batches(0, shuffle_seed=0)[:-1]  # full batches only
         step = lambda session, i: model.run_training_step(session, net, epoch[i % len(epoch)])
@@ -125,24 +125,30 @@ def training_speed(gan, variants, args):
 
 
 @contextlib.contextmanager
-def book_hidden_layers():
-    """Graphs built inside use the original's ops after each hidden layer."""
+def book_layers():
+    """Graphs built inside compute their layers with the original's ops: tf.maximum for the
+    leaky ReLU, tf.nn.dropout, and TensorFlow's own gradients of the transposed convolutions."""
     def normalize_activate_drop(x, alpha, training, batch_norm_name):
         x = cgan.batch_norm(x, training, batch_norm_name)
         x = tf.maximum(alpha * x, x)
         return tf.nn.dropout(x, rate=0.5) if training else x
 
-    project_ops = cgan.normalize_activate_drop
-    cgan.normalize_activate_drop = normalize_activate_drop
+    def transposed_convolution(x, kernel, output_shape, strides):
+        return tf.nn.conv2d_transpose(x, kernel, output_shape, strides, 'SAME')
+
+    book = {'normalize_activate_drop': normalize_activate_drop,
+            'transposed_convolution': transposed_convolution}
+    project = {name: getattr(cgan, name) for name in book}
+    vars(cgan).update(book)
     try:
         yield
     finally:
-        cgan.normalize_activate_drop = project_ops
+        vars(cgan).update(project)
 
 
 class BookStyleGraph:
     """The original's training graph, from the CGan's own builders (with the original's
-    hidden-layer ops when built inside `book_hidden_layers`): a D update op and a G update
+    layer ops when built inside `book_layers`): a D update op and a G update
     op, each run by its own `session.run` with every input fed from NumPy."""
 
     def __init__(self, gan):

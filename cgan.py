@@ -676,19 +676,21 @@ def conv_transpose(x, filters, strides, name):
     """5x5 transposed convolution, 'same' padding: (H, W) grows to (H*strides, W*strides)."""
     kernel, bias = layer_weights(name, (5, 5, filters, x.shape[-1]), filters, x.dtype)
     height, width = x.shape[1] * strides, x.shape[2] * strides
+    output_shape = tf.stack([tf.shape(x)[0], height, width, filters])
+    y = transposed_convolution(x, kernel, output_shape, strides)
+    return tf.ensure_shape(y, (None, height, width, filters)) + bias
 
+
+def transposed_convolution(x, kernel, output_shape, strides):
+    """tf.nn.conv2d_transpose with 'same' padding, and a faster way to its kernel's gradient."""
     @tf.custom_gradient
-    def transposed_convolution(x, kernel):
-        output_shape = tf.stack([tf.shape(x)[0], height, width, filters])
-        y = tf.nn.conv2d_transpose(x, kernel, output_shape, strides, 'SAME')
-
-        def gradients(dy):  # TensorFlow's own for x, a faster way to the same kernel's
+    def convolve(x, kernel):
+        def gradients(dy):  # for x TensorFlow's own, for the kernel the same sum made faster
             return (tf.nn.conv2d(dy, kernel, strides, 'SAME'),
                     transposed_convolution_kernel_gradient(x, dy, strides))
-        return y, gradients
+        return tf.nn.conv2d_transpose(x, kernel, output_shape, strides, 'SAME'), gradients
 
-    y = transposed_convolution(x, kernel)
-    return tf.ensure_shape(y, (None, height, width, filters)) + bias
+    return convolve(x, kernel)
 
 
 def transposed_convolution_kernel_gradient(x, dy, strides):
