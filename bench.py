@@ -54,6 +54,7 @@ def main():
     figures.update(training_speed(gan, variants, args))
     figures['peak_rss_mb'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     figures['generate_seconds'] = generation_latency(gan)
+    figures['batch_preparation_us'] = batch_preparation_time(gan)
 
     print(f"batch {args.batch}, images/s of training (median of {args.repeats} runs of {args.steps} steps; "
           f"spread = (max - min) / median):")
@@ -62,6 +63,9 @@ def main():
     print(f"speedup of the default step over the book-style step: {figures['speedup']:.2f}x")
     print(f"graph ops: {figures['graph_ops']['before']} before training, {figures['graph_ops']['after']} after")
     print(f"peak resident memory: {figures['peak_rss_mb']} MB")
+    step_us = 1e6 * args.batch / figures['train_img_per_sec']['default']
+    print(f"preparing a batch (uint8 images and class indices gathered in memory): "
+          f"{figures['batch_preparation_us']:.0f} us, {figures['batch_preparation_us'] / step_us:.2%} of a default step")
     for count, (first, warm) in figures['generate_seconds'].items():
         print(f"generate_new {count:>4} images: first call {first:.3f} s, warm {warm:.3f} s")
     if args.json:
@@ -173,6 +177,19 @@ class BookStyleGraph:
                 self.labels: one_hot.reshape(batch, 1, 1, -1) * np.ones((batch, height, width, 1))}
         session.run(self.d_train, feed)
         session.run(self.g_train, feed)
+
+
+def batch_preparation_time(gan, repeats=1000):
+    """Median microseconds to gather one batch's feed, as `run_training_step` does before
+    each step: what a prefetching input pipeline could hide."""
+    batches = gan.epoch_batches(0, shuffle_seed=0)
+    times = []
+    for i in range(repeats):
+        batch = batches[i % len(batches)]
+        started = time.perf_counter()
+        gan.dataset.data[batch], gan.dataset.label_indices[batch]
+        times.append(time.perf_counter() - started)
+    return 1e6 * statistics.median(times)
 
 
 def generation_latency(gan, counts=(1, 100, 1000), warm_repeats=3):

@@ -32,6 +32,7 @@ def test_bench_reports_speeds_memory_ops_and_generation_as_json(tmp_path):
     assert figures['speedup'] == rates['default'] / rates['book_style']
     assert figures['graph_ops']['before'] == figures['graph_ops']['after']
     assert figures['peak_rss_mb'] > 0
+    assert figures['batch_preparation_us'] > 0
     assert set(figures['generate_seconds']) == {'1', '100', '1000'}
     assert 'speedup of the default step over the book-style step' in result.stdout
     assert list(tmp_path.iterdir()) == []  # nothing written
