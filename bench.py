@@ -40,6 +40,8 @@ def main():
     parser.add_argument('--variants', nargs='*', default=[], metavar='PRECISION[+book_layers][+xla]',
                         help='more settings of the project\'s step to time beside the default, '
                              'e.g. float32+book_layers float32 float32+xla')
+    parser.add_argument('--generate-counts', nargs='+', type=int, default=[1, 100, 1000],
+                        metavar='N', help='generate_new sizes to time (default 1 100 1000)')
     parser.add_argument('--json', action='store_true', help='print one JSON object last')
     args = parser.parse_args()
 
@@ -53,7 +55,7 @@ def main():
                'default_settings': {'precision': gan.precision, 'xla': gan.xla}}
     figures.update(training_speed(gan, variants, args))
     figures['peak_rss_mb'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    figures['generate_seconds'] = generation_latency(gan)
+    figures['generate_seconds'] = generation_latency(gan, args.generate_counts)
     figures['batch_preparation_us'] = batch_preparation_time(gan)
 
     print(f"batch {args.batch}, images/s of training (median of {args.repeats} runs of {args.steps} steps; "
@@ -65,7 +67,7 @@ def main():
     print(f"peak resident memory: {figures['peak_rss_mb']} MB")
     step_us = 1e6 * args.batch / figures['train_img_per_sec']['default']
     print(f"preparing a batch (uint8 images and class indices gathered in memory): "
-          f"{figures['batch_preparation_us']:.0f} us, {figures['batch_preparation_us'] / step_us:.2%} of a default step")
+          f"{figures['batch_preparation_us']:.0f} us, {figures['batch_preparation_us'] / step_us:.3%} of a default step")
     for count, (first, warm) in figures['generate_seconds'].items():
         print(f"generate_new {count:>4} images: first call {first:.3f} s, warm {warm:.3f} s")
     if args.json:
@@ -192,7 +194,7 @@ def batch_preparation_time(gan, repeats=1000):
     return 1e6 * statistics.median(times)
 
 
-def generation_latency(gan, counts=(1, 100, 1000), warm_repeats=3):
+def generation_latency(gan, counts, warm_repeats=3):
     """Seconds for generate_new of each size: the first call (graph and session built) and
     the median of warm calls."""
     results = {}
