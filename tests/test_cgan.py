@@ -268,8 +268,9 @@ def test_a_seed_makes_training_repeatable(dataset, tmp_path):
     assert not np.array_equal(first['generator/dense/kernel'], other['generator/dense/kernel'])
 
 
-def test_mixed_precision_keeps_float32_weights(dataset, tmp_path):
-    gan = trained(dataset, tmp_path, steps=2, precision='mixed_bfloat16')
+@pytest.mark.parametrize('precision', ['mixed_bfloat16', 'mixed_float16'])  # float16: the GPU option
+def test_mixed_precision_keeps_float32_weights(dataset, tmp_path, precision):
+    gan = trained(dataset, tmp_path, steps=2, precision=precision)
     assert np.all(np.isfinite(gan.step_losses))
     reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(gan.model_dir))
     dtypes = reader.get_variable_to_dtype_map()
