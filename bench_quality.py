@@ -6,19 +6,24 @@ side by side. Generation modes are compared on the final weights too: inference 
 (batch norm on moving statistics, no dropout: the default) and the original's (batch
 statistics and dropout).
 
+A setting is PRECISION, then +book_layers for the original's layer ops (see bench.py), +xla
+for XLA.
+
     python bench_quality.py --out-dir runs/quality --steps 1500 float32 mixed_bfloat16
 """
 import argparse
+import contextlib
 import json
 
 import evaluate
+from bench import book_layers
 from cgan import CGan, EVALUATION_FIGURES
 from datasets import Dataset, load_mnist
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('settings', nargs='+', metavar='PRECISION[+xla]')
+    parser.add_argument('settings', nargs='+', metavar='PRECISION[+book_layers][+xla]')
     parser.add_argument('--data-dir', help='the MNIST folder (default: the loaders\' usual search)')
     parser.add_argument('--out-dir', required=True, help='one model folder per setting goes here')
     parser.add_argument('--steps', type=int, default=1500)
@@ -32,9 +37,10 @@ def main():
     for setting in args.settings:
         gan = CGan(dataset, epochs=10_000, generator_name='mnist', seed=args.seed,
                    out_dir=f'{args.out_dir}/{setting}', precision=setting.split('+')[0],
-                   xla=setting.endswith('+xla'))
-        gan.fit(max_steps=args.steps, save_every_n=args.eval_every, plot=False,
-                eval_every=args.eval_every, eval_data_dir=args.data_dir)
+                   xla='+xla' in setting)
+        with book_layers() if '+book_layers' in setting else contextlib.nullcontext():
+            gan.fit(max_steps=args.steps, save_every_n=args.eval_every, plot=False,
+                    eval_every=args.eval_every, eval_data_dir=args.data_dir)
         results[setting] = gan.evaluations
         gan.legacy_generation = True  # the original's generation, same weights
         gan._close_generation()
