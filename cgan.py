@@ -697,12 +697,14 @@ def transposed_convolution_kernel_gradient(x, dy, strides):
     """The gradient of a 5x5 'same' transposed convolution's kernel [5, 5, out, in], from its
     input x [batch, H, W, in] and its output's gradient dy [batch, H*strides, W*strides, out].
 
-    It is the sum over the batch and (h, w) of padded_dy[batch, strides*h + i, strides*w + j,
-    out] * x[batch, h, w, in]. TensorFlow computes it as a convolution's backward-weights
-    pass, which oneDNN runs at under half its forward speed on these small images (bfloat16:
-    61 against 31 ms for the 7x7 layer at batch 32). Read with the batch as the channels,
-    the same sum is a forward convolution: of the images padded_dy[out, H', W', batch] with
-    the filter x[H, W, batch, in] dilated by `strides`, giving [out, 5, 5, in].
+    Its element [i, j, out, in] is the sum over the batch and (h, w) of
+    padded_dy[batch, strides*h + i, strides*w + j, out] * x[batch, h, w, in], padded_dy being
+    dy with the zeros that 'same' padding adds. TensorFlow computes this as a convolution's
+    backward-weights pass, which oneDNN runs at under half its forward speed on these small
+    images (bfloat16: 61 against 31 ms for the 7x7 layer at batch 32). Read with the batch
+    as the channels, the same sum is a forward convolution: of the images
+    padded_dy[out, H', W', batch] with the filter x[H, W, batch, in] dilated by `strides`,
+    giving [out, 5, 5, in].
     """
     padding = 5 - strides  # what 'same' adds to dy for a stride-`strides` 5x5 convolution
     before, after = padding // 2, padding - padding // 2
