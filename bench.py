@@ -3,9 +3,9 @@
 Compares the project's training step with a "book-style" step on the same model, computed
 as the original computed it: NumPy z and label planes fed through feed_dict, a D
 `session.run` then a G `session.run`, float32, and the original's layer ops (tf.maximum for
-the leaky ReLU, tf.nn.dropout, TensorFlow's own gradients of the transposed convolutions). Figures are medians of --repeats
-timed runs of --steps steps after warm-up, the kinds of step alternating so that a change
-of load hits all of them.
+the leaky ReLU, tf.nn.dropout, TensorFlow's own gradients of the transposed convolutions).
+Figures are medians of --repeats timed runs of --steps steps after warm-up, the kinds of
+step alternating so that a change of load hits all of them.
 
 --variants times more settings of the project's step beside the default, so that each
 change shows on its own in one run: PRECISION, then +book_layers for the original's layer
@@ -13,8 +13,8 @@ ops, +xla for XLA.
 
     python bench.py --batch 32 --variants float32+book_layers float32 float32+xla [--json]
 """
-import contextlib
 import argparse
+import contextlib
 import json
 import resource
 import statistics
@@ -56,7 +56,6 @@ def main():
     figures.update(training_speed(gan, variants, args))
     figures['peak_rss_mb'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     figures['generate_seconds'] = generation_latency(gan, args.generate_counts)
-    figures['batch_preparation_us'] = batch_preparation_time(gan)
 
     print(f"batch {args.batch}, images/s of training (median of {args.repeats} runs of {args.steps} steps; "
           f"spread = (max - min) / median):")
@@ -118,6 +117,7 @@ def training_speed(gan, variants, args):
                 step(sessions[name], repeat * args.steps + i)
             rates[name].append(args.steps * args.batch / (time.perf_counter() - started))
     ops_after = len(nets['default'].graph.get_operations())
+    preparation_us = batch_preparation_time(gan, nets['default'])
     generator_variables = nets['default'].generator_variables
     gan.generator_weights = dict(zip(generator_variables, sessions['default'].run(
         list(generator_variables.values()))))
@@ -127,7 +127,8 @@ def training_speed(gan, variants, args):
     return {'train_img_per_sec': medians,
             'speedup': medians['default'] / medians['book_style'],
             'spread': {name: (max(v) - min(v)) / medians[name] for name, v in rates.items()},
-            'graph_ops': {'before': ops_before, 'after': ops_after}}
+            'graph_ops': {'before': ops_before, 'after': ops_after},
+            'batch_preparation_us': preparation_us}
 
 
 @contextlib.contextmanager
@@ -181,15 +182,14 @@ class BookStyleGraph:
         session.run(self.g_train, feed)
 
 
-def batch_preparation_time(gan, repeats=1000):
-    """Median microseconds to gather one batch's feed, as `run_training_step` does before
-    each step: what a prefetching input pipeline could hide."""
+def batch_preparation_time(gan, net, repeats=1000):
+    """Median microseconds to gather one step's feed (`CGan.training_feed`): what a
+    prefetching input pipeline could hide."""
     batches = gan.epoch_batches(0, shuffle_seed=0)
     times = []
     for i in range(repeats):
-        batch = batches[i % len(batches)]
         started = time.perf_counter()
-        gan.dataset.data[batch], gan.dataset.label_indices[batch]
+        gan.training_feed(net, batches[i % len(batches)])
         times.append(time.perf_counter() - started)
     return 1e6 * statistics.median(times)
 

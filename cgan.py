@@ -369,13 +369,18 @@ class CGan:
     def run_training_step(self, session, net, batch, summarize=False):
         """One D and one G update on the images at the indices `batch`: their losses, and
         the TensorBoard summary of the step if `summarize` (else None)."""
+        fetches = [net.train_step, net.d_loss, net.g_loss] + ([net.summaries] if summarize else [])
+        _, d_loss, g_loss, *summary = session.run(fetches, self.training_feed(net, batch))
+        return d_loss, g_loss, (summary or [None])[0]
+
+    def training_feed(self, net, batch):
+        """The step's inputs: the uint8 images and class indices at `batch`, gathered from
+        memory (the graph scales them and draws z), and the learning rate."""
         feed = {net.real_images_uint8: self.dataset.data[batch],
                 net.learning_rate: self.learning_rate}
         if self.num_classes:
             feed[net.class_index] = self.dataset.label_indices[batch]
-        fetches = [net.train_step, net.d_loss, net.g_loss] + ([net.summaries] if summarize else [])
-        _, d_loss, g_loss, *summary = session.run(fetches, feed)
-        return d_loss, g_loss, (summary or [None])[0]
+        return feed
 
     def epoch_batches(self, epoch, shuffle_seed):
         """The batches of one epoch, as index arrays into the dataset.
