@@ -23,9 +23,9 @@ import time
 import numpy as np
 import tensorflow as tf
 
-import cgan
-from cgan import CGan, session_config
-from datasets import Dataset, load_mnist
+from condgan import gan as cgan
+from condgan.gan import CGan, session_config
+from condgan.datasets import Dataset, load_mnist
 
 tf1 = tf.compat.v1
 

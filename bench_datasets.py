@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from datasets import Dataset, load_fashion_mnist
+from condgan.datasets import Dataset, load_fashion_mnist
 
 
 def median_seconds(repeats, action, *args):

@@ -15,10 +15,10 @@ import argparse
 import contextlib
 import json
 
-import evaluate
+from condgan import evaluate
 from bench import book_layers
-from cgan import CGan, EVALUATION_FIGURES
-from datasets import Dataset, load_mnist
+from condgan.gan import CGan, EVALUATION_FIGURES
+from condgan.datasets import Dataset, load_mnist
 
 
 def main():

@@ -1,5 +1,5 @@
 """The book's EMNIST Balanced recipe: python run_emnist.py --help"""
-from recipes import main
+from condgan.recipes import main
 
 if __name__ == '__main__':
     main('emnist')

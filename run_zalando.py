@@ -1,5 +1,5 @@
 """The book's Fashion-MNIST (Zalando) recipe: python run_zalando.py --help"""
-from recipes import main
+from condgan.recipes import main
 
 if __name__ == '__main__':
     main('zalando')

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from aws import catalog
+from condgan.aws import catalog
 
 # Deep Learning AMIs as AWS would list them (moto has none, and no SSM parameters for them):
 # two releases of the open-driver image, to check that the newest is chosen, and the

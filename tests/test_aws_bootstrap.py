@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from aws.bootstrap import render_user_data, training_arguments
+from condgan.aws.bootstrap import render_user_data, training_arguments
 
 RUN_URI = "s3://cgan-runs-123456789012-us-east-1/runs/mnist-20260301-120000"
 

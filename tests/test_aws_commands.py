@@ -9,8 +9,8 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from aws.__main__ import main
-from aws.resources import MANAGED
+from condgan.aws.__main__ import main
+from condgan.aws.resources import MANAGED
 
 pytest_plugins = ["aws_fixtures"]  # moto's server, and an environment sealed off from AWS
 pytest.register_assert_rewrite("aws_fixtures")

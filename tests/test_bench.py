@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 import bench
-import cgan
-from cgan import CGan
-from datasets import Dataset
+from condgan import gan as cgan
+from condgan.gan import CGan
+from condgan.datasets import Dataset
 
 REPO = Path(__file__).resolve().parents[1]
 

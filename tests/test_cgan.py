@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import cgan
-from cgan import CGan
-from datasets import Dataset, load_mnist
+from condgan import gan as cgan
+from condgan.gan import CGan
+from condgan.datasets import Dataset, load_mnist
 
 tf1 = tf.compat.v1
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -323,8 +323,8 @@ def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_returns(tmp_path, stop_signal)
 import signal
 # As in a terminal: a background job (CI may be one) starts with SIGINT ignored.
 signal.signal(signal.SIGINT, signal.default_int_handler)
-from datasets import Dataset, load_mnist
-from cgan import CGan
+from condgan.datasets import Dataset, load_mnist
+from condgan.gan import CGan
 images, labels = load_mnist()
 gan = CGan(Dataset(images[:64], labels[:64], channels=1), batch_size=8, epochs=1000,
            generator_name='mnist', out_dir={str(tmp_path)!r})

@@ -6,8 +6,8 @@ import gzip
 import numpy as np
 import pytest
 
-import datasets
-from datasets import DataError, Dataset
+from condgan import datasets
+from condgan.datasets import DataError, Dataset
 from synthetic import idx_bytes, random_images, write_idx, write_idx_pair
 
 

@@ -10,8 +10,8 @@ import zipfile
 import numpy as np
 import pytest
 
-import datasets
-from datasets import DownloadError
+from condgan import datasets
+from condgan.datasets import DownloadError
 from synthetic import idx_bytes, random_images
 
 IMAGES, LABELS = 'train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'

@@ -10,10 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-import evaluate
-from cgan import CGan
-from datasets import Dataset, load_mnist
-from evaluate import Judge, frechet_distance, to_generator_range
+from condgan import evaluate
+from condgan.gan import CGan
+from condgan.datasets import Dataset, load_mnist
+from condgan.evaluate import Judge, frechet_distance, to_generator_range
 from tiny_gan import tiny_mnist_gan
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -180,7 +180,7 @@ def test_the_command_line_evaluates_a_pickled_model(judge, cache_home, tmp_path)
     path = tmp_path / 'mnist.pkl'
     path.write_bytes(pickle.dumps(tiny_mnist_gan(tmp_path)))
     env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'}
-    result = subprocess.run([sys.executable, os.path.join(REPO, 'evaluate.py'), str(path),
+    result = subprocess.run([sys.executable, '-m', 'condgan.evaluate', str(path),
                              '--per-class', '5', '--json'],
                             env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]

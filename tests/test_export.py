@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cgan import CGan
-from datasets import Dataset
-from export import export_saved_model
+from condgan.gan import CGan
+from condgan.datasets import Dataset
+from condgan.export import export_saved_model
 from tiny_gan import tiny_mnist_gan
 
 

@@ -1,7 +1,6 @@
 """The notebooks run from top to bottom without an error, on the CPU, with 2 training steps
 (CGAN_NOTEBOOK_STEPS) and the data of CGAN_DATA_DIR (else the download cache)."""
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -23,8 +22,6 @@ def this_python_kernel(tmp_path, monkeypatch):
         'argv': [sys.executable, '-m', 'ipykernel_launcher', '-f', '{connection_file}'],
         'display_name': 'cgan tests', 'language': 'python'}))
     monkeypatch.setenv('JUPYTER_PATH', str(tmp_path / 'jupyter'))
-    # The kernel imports cgan and datasets from this checkout, installed or not.
-    monkeypatch.setenv('PYTHONPATH', os.pathsep.join(filter(None, [str(REPO), os.environ.get('PYTHONPATH')])))
     monkeypatch.setenv('CGAN_NOTEBOOK_STEPS', '2')
     monkeypatch.setenv('TF_CPP_MIN_LOG_LEVEL', '3')
     return KERNEL_NAME

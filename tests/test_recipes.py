@@ -17,8 +17,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-import datasets
-import recipes
+from condgan import datasets
+from condgan import recipes
 
 REPO = Path(__file__).resolve().parents[1]
 SIDE = 28  # every dataset's images are 28x28

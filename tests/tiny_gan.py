@@ -1,8 +1,8 @@
 """A CGan trained for one step on a few real MNIST images: a model to export and evaluate."""
 import numpy as np
 
-from cgan import CGan
-from datasets import Dataset, load_mnist
+from condgan.gan import CGan
+from condgan.datasets import Dataset, load_mnist
 
 
 def tiny_mnist_gan(out_dir, generator_name='mnist'):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .cloud import CloudError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # condgan/aws/ in the repository
 
 # What training on the instance does not need, or what would make the upload huge.
 SKIPPED_DIRECTORIES = {"__pycache__", "runs", "build", "node_modules"}

@@ -25,7 +25,7 @@ import os
 
 import tensorflow as tf
 
-from cgan import check_weights, generator_variables
+from condgan.gan import check_weights, generator_variables
 
 tf1 = tf.compat.v1
 

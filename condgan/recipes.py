@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-import datasets
+from condgan import datasets
 
 # The book's hyperparameters, the same for the three recipes.
 BATCH_SIZE = 32
@@ -118,7 +118,7 @@ def train(parser, name, options, dataset):
     folder become one-line errors."""
     # Imported here, not at the top: TensorFlow takes seconds, and --help or a mistyped flag
     # should answer at once.
-    from cgan import CGan
+    from condgan.gan import CGan
     gan = CGan(dataset, epochs=options.epochs, batch_size=options.batch_size,
                z_dim=options.z_dim, generator_name=name, learning_rate=options.learning_rate,
                beta1=options.beta1, out_dir=options.out_dir, seed=options.seed)
@@ -334,7 +334,7 @@ def generate_main(argv=None):
     output = Path(options.output)
     if not output.parent.is_dir():
         parser.error(f'-o {output}: no folder {output.parent}')
-    import cgan  # TensorFlow: only once the arguments are known to be good
+    from condgan import gan as cgan  # TensorFlow: only once the arguments are known to be good
     try:
         with open(options.model, 'rb') as f:
             gan = pickle.load(f)

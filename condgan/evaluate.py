@@ -33,9 +33,9 @@ import scipy.linalg
 import tensorflow as tf
 from scipy.spatial.distance import pdist
 
-import datasets
-from cgan import CGan, conv, dense
-from recipes import RECIPES
+from condgan import datasets
+from condgan.gan import CGan, conv, dense
+from condgan.recipes import RECIPES
 
 tf1 = tf.compat.v1
 
