@@ -4,13 +4,17 @@ import argparse
 import sys
 
 import boto3
-from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+from botocore.exceptions import (BotoCoreError, ClientError, EndpointConnectionError,
+                                 NoCredentialsError)
+
+from condgan.recipes import RECIPES, OneLineErrorParser, finite_float, training_parser
 
 from . import catalog, commands, launch
+from .bootstrap import UPLOAD_MARGIN_MINUTES
 from .cloud import NO_CREDENTIALS, Cloud, CloudError
-from .resources import DEFAULT_IP_URL
+from .resources import DEFAULT_IP_URL, ssh_network
 
-RECIPES = ("mnist", "zalando", "emnist")
+MIN_HOURS = 0.5
 COMMANDS = {"launch": launch.launch, "status": commands.status, "logs": commands.logs,
             "fetch": commands.fetch, "jupyter": commands.jupyter,
             "terminate": commands.terminate, "cleanup": commands.cleanup}
@@ -25,7 +29,7 @@ def parser():
     common.add_argument("--endpoint-url", help="another AWS endpoint, such as a local "
                                                "test server (or set AWS_ENDPOINT_URL)")
     where_from = argparse.ArgumentParser(add_help=False)
-    where_from.add_argument("--ssh-cidr", help="who may SSH in (default: this machine's "
+    where_from.add_argument("--ssh-cidr", type=ssh_network, help="who may SSH in (default: this machine's "
                                                "public address, /32)")
     where_from.add_argument("--ip-url", default=DEFAULT_IP_URL,
                             help="where this machine learns its public address")
@@ -33,30 +37,32 @@ def parser():
     run.add_argument("run", help="the run id that launch printed, such as "
                                  "mnist-20260301-142233")
 
-    top = argparse.ArgumentParser(prog="python -m aws", description=__doc__)
+    # Mistakes are one line on stderr, as with run_<recipe>.py (the subcommands inherit it).
+    top = OneLineErrorParser(prog="python -m aws", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
 
-    launch = sub.add_parser("launch", parents=[common, where_from],
-                            help="start a GPU instance that trains a recipe, then terminates")
-    launch.add_argument("--recipe", required=True, choices=RECIPES)
-    training = launch.add_argument_group("training (passed to run_<recipe>.py; "
-                                         "its defaults are the book's)")
-    for flag, kind in [("--epochs", int), ("--max-steps", int), ("--batch-size", int),
-                       ("--z-dim", int), ("--learning-rate", float), ("--beta1", float),
-                       ("--save-every", int), ("--seed", int)]:
-        training.add_argument(flag, type=kind)
-    training.add_argument("--resume", metavar="RUN",
-                          help="continue RUN (after a spot interruption, say) from the last "
-                               "checkpoint it copied to S3")
-    training.add_argument("--data-dir", help="a local dataset folder to upload, instead "
-                                             "of downloading the data on the instance")
+    example = training_parser("mnist", RECIPES["mnist"]).format_usage().split(" ", 2)[2]
+    launch = sub.add_parser(
+        "launch", parents=[common, where_from],
+        help="start a GPU instance that trains a recipe, then terminates",
+        epilog="Every other flag is a training flag of run_RECIPE.py (its defaults are the "
+               "book's), checked here by that script's own parser before any AWS call; for "
+               f"run_mnist.py: {example.strip()} --data-dir is a local dataset folder to "
+               "upload, instead of downloading the data on the instance; --out-dir is the "
+               "instance's.")
+    launch.add_argument("--recipe", required=True, choices=list(RECIPES))
+    launch.add_argument("--resume", metavar="RUN",
+                        help="continue RUN (after a spot interruption, say) from the last "
+                             "checkpoint it copied to S3")
     machine = launch.add_argument_group("machine")
-    machine.add_argument("--instance-type", default=catalog.DEFAULT_INSTANCE_TYPE,
-                         help=f"default: the book's {catalog.DEFAULT_INSTANCE_TYPE}; "
-                              f"recommended: {', '.join(catalog.RECOMMENDED_TYPES)}")
+    machine.add_argument("--instance-type", type=gpu_instance_type,
+                         default=catalog.DEFAULT_INSTANCE_TYPE,
+                         help=f"default: {catalog.DEFAULT_INSTANCE_TYPE}; also recommended: "
+                              f"{', '.join(catalog.RECOMMENDED_TYPES[1:])}; the book's "
+                              "p3.2xlarge works, on an image without security patches")
     machine.add_argument("--spot", action="store_true",
                          help="a spot instance: much cheaper, but AWS may take it back")
-    machine.add_argument("--max-hours", type=float, default=6.0,
+    machine.add_argument("--max-hours", type=max_hours, default=6.0,
                          help="the instance terminates itself after this long (default 6)")
     machine.add_argument("--ami", help="pin an image instead of the newest Deep Learning AMI")
     launch.add_argument("--dry-run", action="store_true",
@@ -79,31 +85,82 @@ def parser():
     return top
 
 
-def main(argv=None, session=None, out=print):
-    options = parser().parse_args(argv)
-    if options.command == "launch" and options.max_hours < 0.5:
-        out("error: --max-hours must be at least 0.5: the last 10 minutes are kept for "
-            "copying the results to S3.")
-        return 2
-    session = session or boto3.Session()
-    region = options.region or session.region_name or "us-east-1"
-    cloud = Cloud(region, options.endpoint_url, getattr(options, "dry_run", False),
-                  session, out)
+def gpu_instance_type(text):
+    if catalog.gpu_family(text) is None:
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a GPU type the tool can train on; its families: "
+            f"{', '.join(catalog.GPU_FAMILIES)} (such as {catalog.DEFAULT_INSTANCE_TYPE})")
+    return text
+
+
+def max_hours(text):
+    hours = finite_float(text)
+    if hours < MIN_HOURS:
+        raise argparse.ArgumentTypeError(
+            f"must be at least {MIN_HOURS}, got {text}: the last {UPLOAD_MARGIN_MINUTES} "
+            "minutes are kept for copying the results to S3")
+    return hours
+
+
+def parse(argv):
+    """The options; for launch, `training` holds the training flags the user gave (name ->
+    value), read by run_<recipe>.py's own parser, and `data_dir` the local data folder."""
+    top = parser()
+    options, others = top.parse_known_args(argv)
+    if options.command != "launch":
+        if others:
+            top.error(f"unrecognized arguments: {' '.join(others)}")
+        return options
+    training = training_parser(options.recipe, RECIPES[options.recipe])
+    checked = training.parse_args(others)  # a bad flag: one line on stderr, exit status 2
+    # Read again into a namespace where every flag is already "not given": argparse leaves
+    # those alone, so what changes is what the user gave, and only that goes to the instance
+    # (where the defaults are run_<recipe>.py's own too).
+    not_given = object()
+    read = training.parse_args(others, argparse.Namespace(**dict.fromkeys(vars(checked),
+                                                                          not_given)))
+    given = {name: value for name, value in vars(read).items() if value is not not_given}
+    if "out_dir" in given:
+        training.error("--out-dir is the instance's own; `python -m aws fetch RUN --to "
+                       "FOLDER` brings the run folder home")
+    options.data_dir = given.pop("data_dir", None)
+    options.training = given
+    return options
+
+
+def one_line(text):
+    return " ".join(str(text).split())
+
+
+def main(argv=None, session=None, out=print, err=None):
+    """Runs a command; returns the exit status. Errors go to `err` (stderr), one line each."""
+    err = err or (lambda line: print(line, file=sys.stderr))
+    options = parse(argv)
     try:
+        session = session or boto3.Session()
+        region = options.region or session.region_name or "us-east-1"
+        cloud = Cloud(region, options.endpoint_url, getattr(options, "dry_run", False),
+                      session, out)
         COMMANDS[options.command](cloud, options)
     except CloudError as error:
-        out(f"error: {error}")
+        err(f"error: {one_line(error)}")
         return 1
     except NoCredentialsError:
-        out(f"error: {NO_CREDENTIALS}")
+        err(f"error: {NO_CREDENTIALS}")
         return 1
     except EndpointConnectionError as error:
-        out(f"error: cannot reach AWS: {error}")
+        err(f"error: cannot reach AWS: {one_line(error)}")
         return 1
     except ClientError as error:
         details = error.response.get("Error", {})
-        out(f"error: AWS refused {error.operation_name}: {details.get('Code')}: "
-            f"{details.get('Message')}")
+        err(one_line(f"error: AWS refused {error.operation_name}: {details.get('Code')}: "
+                     f"{details.get('Message')}"))
+        return 1
+    except BotoCoreError as error:  # a profile that does not exist, a bad region name, ...
+        err(f"error: {one_line(error)}")
+        return 1
+    except OSError as error:  # a local file that cannot be read or written
+        err(f"error: {one_line(error)}")
         return 1
     return 0
 

@@ -13,6 +13,26 @@ JUPYTERLAB = "jupyterlab==4.6.6"
 # Training stops this long before --max-hours, to leave time for the last copy to S3.
 UPLOAD_MARGIN_MINUTES = 10
 
+# The GPU check before the long run: this many training steps of the user's model, then a
+# generate. A GPU stack that cannot train fails here, minutes after the boot, not hours later.
+GPU_CHECK_STEPS = 20
+
+# Run in the container with `python -c`: fails, with the reason as its last line, when
+# TensorFlow does not see the GPU (it would otherwise train on the CPU at GPU prices).
+GPU_VISIBLE = """import sys
+import tensorflow as tf
+gpus = tf.config.list_physical_devices("GPU")
+print(f"GPU check: TensorFlow {tf.__version__} sees {[gpu.name for gpu in gpus]}")
+sys.exit(None if gpus else "GPU check: TensorFlow sees no GPU (is the CUDA stack installed?)")
+"""
+# Reads the check run's run.json (argv[1]) and writes its step rate into the log.
+STEP_RATE = """import json, sys
+run = json.load(open(sys.argv[1]))
+rate = run["steps"] / run["training_seconds"]
+print(f"GPU check: {run['steps']} training steps in {run['training_seconds']} s, "
+      f"{rate:.1f} steps/s with the graph set-up; the GPU trains, the long run starts")
+"""
+
 TEMPLATE = r"""#!/bin/bash
 # First boot of a cgan training instance, written by `python -m aws launch`.
 #
@@ -33,6 +53,11 @@ readonly WORK={{work_dir}}
 readonly MAX_MINUTES={{max_minutes}}
 readonly SYNC_SECONDS={{sync_seconds}}
 readonly TRAIN_ARGS=({{train_args}})
+readonly GPU_CHECK_ARGS=({{gpu_check_args}})
+readonly GPU_CHECK_DIR={{gpu_check_dir}}
+readonly GPU_STACK=({{gpu_stack}})
+readonly GPU_VISIBLE={{gpu_visible}}
+readonly STEP_RATE={{step_rate}}
 export AWS_DEFAULT_REGION={{region}}
 
 readonly LOGS="$WORK/logs"
@@ -54,6 +79,9 @@ upload_every_few_minutes() {
     done
 }
 
+# Why the run ended, when it ended early for a reason the script knows.
+FAILURE=""
+
 finish() {
     local status=$?
     set +e
@@ -66,7 +94,7 @@ finish() {
     case "$status" in
         0) report "finished" ;;
         124) report "stopped at the --max-hours limit" ;;
-        *) report "failed with exit status $status: see python -m aws logs" ;;
+        *) report "${FAILURE:-failed with exit status $status: see python -m aws logs}" ;;
     esac
     upload_run
     shutdown -h now
@@ -81,7 +109,9 @@ shutdown -h "+$MAX_MINUTES"
 readonly TRAIN_DEADLINE=$(( $(date +%s) + (MAX_MINUTES - {{upload_margin}}) * 60 ))
 
 report "installing"
+FAILURE="no NVIDIA driver answers (nvidia-smi failed): nothing was trained"
 nvidia-smi  # without a GPU, training would cost GPU prices for days: stop here
+FAILURE=""
 systemctl start docker
 aws s3 cp --only-show-errors "$PROJECT_URI" - | tar -xz -C "$WORK/src"
 if [ -n "$DATA_URI" ]; then
@@ -97,7 +127,26 @@ readonly IN_CONTAINER=(docker run --gpus all --env TF_FORCE_GPU_ALLOW_GROWTH=tru
                        --volume "$WORK:$WORK" --workdir "$WORK/src")
 "${IN_CONTAINER[@]}" --rm "$IMAGE" python -m venv "$WORK/venv"
 "${IN_CONTAINER[@]}" --rm "$IMAGE" "$WORK/venv/bin/pip" install --quiet \
-    --editable . "tensorflow[and-cuda]" {{jupyterlab}}
+    --editable . "${GPU_STACK[@]}" {{jupyterlab}}
+
+# A few steps and a generate on the GPU, into the training log: a stack that cannot train
+# ends the run now, with the reason in `status`, instead of after the hours paid for.
+report "checking the GPU"
+in_venv() {
+    "${IN_CONTAINER[@]}" --rm "$IMAGE" "$WORK/venv/bin/python" "$@"
+}
+gpu_check() {
+    nvidia-smi --query-gpu=name,driver_version,compute_cap --format=csv,noheader &&
+    in_venv -c "$GPU_VISIBLE" &&
+    in_venv "run_$RECIPE.py" "${GPU_CHECK_ARGS[@]}" &&
+    in_venv cgan.py generate "$GPU_CHECK_DIR/$RECIPE/$RECIPE.pkl" -o "$GPU_CHECK_DIR/generated.png" &&
+    in_venv -c "$STEP_RATE" "$GPU_CHECK_DIR/$RECIPE/run.json"
+}
+if ! gpu_check >> "$LOGS/train.log" 2>&1; then
+    reason=$(grep -v '^[[:space:]]*$' "$LOGS/train.log" | tail -n 1 | cut -c 1-300)
+    FAILURE="GPU check failed, nothing was trained, the machine terminates: $reason"
+    exit 3
+fi
 
 # Jupyter listens on the instance's loopback only: `python -m aws jupyter` tunnels to it.
 openssl rand -hex 24 > "$WORK/jupyter-token"
@@ -114,25 +163,29 @@ if [ "$train_seconds" -le 0 ]; then
     exit 124
 fi
 timeout "$train_seconds" "${IN_CONTAINER[@]}" --rm --name cgan-train "$IMAGE" \
-    "$WORK/venv/bin/python" "run_$RECIPE.py" "${TRAIN_ARGS[@]}" > "$LOGS/train.log" 2>&1
+    "$WORK/venv/bin/python" "run_$RECIPE.py" "${TRAIN_ARGS[@]}" >> "$LOGS/train.log" 2>&1
 """
 
 
-def training_arguments(flags, work_dir=WORK_DIR, with_data=False):
-    """The run_<recipe>.py command line: the user's flags, and folders on the instance."""
-    arguments = ["--out-dir", f"{work_dir}/runs"]
-    if with_data:
-        arguments += ["--data-dir", f"{work_dir}/data"]
+def training_arguments(flags, work_dir=WORK_DIR, out_dir="runs"):
+    """The run_<recipe>.py command line: the folders on the instance, then every flag the
+    user gave (name -> value, as the training parser read it), zero values included."""
+    arguments = ["--out-dir", f"{work_dir}/{out_dir}", "--data-dir", f"{work_dir}/data"]
     for name, value in flags.items():
         option = "--" + name.replace("_", "-")
-        if value is True:
-            arguments.append(option)
-        elif value not in (None, False):
-            arguments += [option, str(value)]
+        arguments += [option] if value is True else [option, str(value)]
     return arguments
 
 
-def render_user_data(*, run_uri, project_uri, data_uri, resume_uri, recipe, train_args,
+def gpu_check_arguments(flags, work_dir=WORK_DIR):
+    """The GPU check's command line: the user's model and data, a few steps, its own folder."""
+    model = {name: value for name, value in flags.items()
+             if name not in ("epochs", "max_steps", "save_every", "resume")}
+    return training_arguments({**model, "max_steps": GPU_CHECK_STEPS,
+                               "save_every": GPU_CHECK_STEPS}, work_dir, out_dir="gpu-check")
+
+
+def render_user_data(*, run_uri, project_uri, data_uri, resume_uri, recipe, flags, gpu_stack,
                      max_hours, region, work_dir=WORK_DIR, sync_seconds=300):
     values = {
         "run_uri": run_uri,
@@ -147,7 +200,13 @@ def render_user_data(*, run_uri, project_uri, data_uri, resume_uri, recipe, trai
         "region": region,
         "upload_margin": str(UPLOAD_MARGIN_MINUTES),
         "jupyterlab": JUPYTERLAB,
+        "gpu_check_dir": f"{work_dir}/gpu-check",
+        "gpu_visible": GPU_VISIBLE,
+        "step_rate": STEP_RATE,
     }
     quoted = {name: shlex.quote(value) for name, value in values.items()}
-    quoted["train_args"] = " ".join(shlex.quote(argument) for argument in train_args)
+    for name, words in [("train_args", training_arguments(flags, work_dir)),
+                        ("gpu_check_args", gpu_check_arguments(flags, work_dir)),
+                        ("gpu_stack", gpu_stack.requirements)]:
+        quoted[name] = " ".join(shlex.quote(word) for word in words)
     return re.sub(r"\{\{(\w+)\}\}", lambda match: quoted[match.group(1)], TEMPLATE)

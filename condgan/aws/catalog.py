@@ -10,8 +10,8 @@ RUN_TAG = "cgan:run"
 # someone else's image with a look-alike name.
 DLAMI_OWNER = "898082745236"
 
-# The book's machine: one V100.
-DEFAULT_INSTANCE_TYPE = "p3.2xlarge"
+# The cheapest current GPU on a supported image. The book's p3.2xlarge stays a choice.
+DEFAULT_INSTANCE_TYPE = "g6.xlarge"
 
 
 @dataclass(frozen=True)
@@ -22,11 +22,11 @@ class InstanceType:
 
 
 INSTANCE_TYPES = {
-    "p3.2xlarge": InstanceType("1x V100 16 GB", 3.06, recommended=False),
-    "g4dn.xlarge": InstanceType("1x T4 16 GB", 0.526, recommended=False),
-    "g5.xlarge": InstanceType("1x A10G 24 GB", 1.006, recommended=True),
     "g6.xlarge": InstanceType("1x L4 24 GB", 0.8048, recommended=True),
+    "g5.xlarge": InstanceType("1x A10G 24 GB", 1.006, recommended=True),
     "g6e.xlarge": InstanceType("1x L40S 48 GB", 1.861, recommended=True),
+    "g4dn.xlarge": InstanceType("1x T4 16 GB", 0.526, recommended=False),
+    "p3.2xlarge": InstanceType("1x V100 16 GB", 3.06, recommended=False),
 }
 RECOMMENDED_TYPES = [name for name, kind in INSTANCE_TYPES.items() if kind.recommended]
 
@@ -36,6 +36,7 @@ class AmiFamily:
     name: str  # the DLAMI's name, without its version or date
     ssm_parameter: str  # AWS's public parameter that names the family's newest image
     login_user: str
+    supported_until: str  # when the image's operating system stops getting security patches
 
     @property
     def name_pattern(self):
@@ -43,10 +44,10 @@ class AmiFamily:
         return f"{self.name} *"
 
 
-# NVIDIA's open kernel driver, on every current DLAMI, does not drive Volta (P3) or Maxwell
-# (G3) GPUs: AWS serves those only with this Amazon Linux 2 image and the proprietary
-# driver. Its glibc (2.26) is too old for TensorFlow 2.21's wheels, which is one reason the
-# training runs in a container (see bootstrap.py).
+# NVIDIA's open kernel driver, on every current DLAMI, does not drive Volta (P3) GPUs: AWS
+# serves those only with this Amazon Linux 2 image, the proprietary driver 570 (CUDA 12.8 at
+# most) and an operating system whose support ended on 2026-06-30. Its glibc (2.26) is too old
+# for TensorFlow 2.21's wheels, which is one reason the training runs in a container.
 PROPRIETARY_DRIVER_AMI = AmiFamily(
     name="Deep Learning Base Proprietary Nvidia Driver AMI (Amazon Linux 2)",
     ssm_parameter=(
@@ -54,7 +55,9 @@ PROPRIETARY_DRIVER_AMI = AmiFamily(
         "base-proprietary-nvidia-driver-amazon-linux-2/latest/ami-id"
     ),
     login_user="ec2-user",
+    supported_until="2026-06-30 (ended)",
 )
+# G4dn, G5, G6, G6e, P4 and P5, with the driver 580 or newer (CUDA 13).
 OPEN_DRIVER_AMI = AmiFamily(
     name="Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 24.04)",
     ssm_parameter=(
@@ -62,13 +65,79 @@ OPEN_DRIVER_AMI = AmiFamily(
         "base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
     ),
     login_user="ubuntu",
+    supported_until="2029-04-30",
 )
-OLD_GPU_FAMILIES = ("p3", "p3dn", "g3", "g3s")
+
+# The pip packages of the GPU stack, all pinned, so that what runs on the instance is what
+# was chosen here, not what is newest on the day of the launch. TensorFlow 2.21's `and-cuda`
+# extra only asks for ranges (CUDA 12 libraries, cuDNN >=9.3,<10). The CUDA libraries are
+# the 12.5 releases TensorFlow 2.21 was built with (tf.sysconfig: CUDA 12.5.1, cuDNN 9), which
+# every driver of both images runs.
+TENSORFLOW = "tensorflow[and-cuda]==2.21.0"
+CUDA_12_5_LIBRARIES = (
+    "nvidia-cublas-cu12==12.5.3.2",
+    "nvidia-cuda-cupti-cu12==12.5.82",
+    "nvidia-cuda-nvcc-cu12==12.5.82",
+    "nvidia-cuda-nvrtc-cu12==12.5.82",
+    "nvidia-cuda-runtime-cu12==12.5.82",
+    "nvidia-cufft-cu12==11.2.3.61",
+    "nvidia-curand-cu12==10.3.6.82",
+    "nvidia-cusolver-cu12==11.6.3.83",
+    "nvidia-cusparse-cu12==12.5.1.3",
+    "nvidia-nccl-cu12==2.27.7",
+    "nvidia-nvjitlink-cu12==12.5.82",
+)
 
 
-def ami_family(instance_type):
-    family = instance_type.split(".")[0]
-    return PROPRIETARY_DRIVER_AMI if family in OLD_GPU_FAMILIES else OPEN_DRIVER_AMI
+@dataclass(frozen=True)
+class GpuStack:
+    """TensorFlow and NVIDIA's libraries, pinned, for the GPUs of one compute capability range."""
+    compute_capabilities: str
+    requirements: tuple
+
+    @property
+    def cudnn(self):
+        return next(pin.split("==")[1] for pin in self.requirements
+                    if pin.startswith("nvidia-cudnn-cu12=="))
+
+
+# cuDNN's CUDA 12 builds dropped compute capability 7.0 (the V100) from 9.11 on: a newer cuDNN
+# fails at the first convolution or batch norm. 9.10.2 is the last release with Volta kernels.
+VOLTA_STACK = GpuStack("7.0", (TENSORFLOW, *CUDA_12_5_LIBRARIES, "nvidia-cudnn-cu12==9.10.2.21"))
+# The newest cuDNN 9 for CUDA 12 at the time of writing; it supports 7.5 (Turing) and newer.
+TURING_AND_NEWER_STACK = GpuStack(
+    "7.5 and newer", (TENSORFLOW, *CUDA_12_5_LIBRARIES, "nvidia-cudnn-cu12==9.28.0.42"))
+
+
+@dataclass(frozen=True)
+class GpuFamily:
+    gpu: str
+    compute_capability: str
+    image: AmiFamily
+    stack: GpuStack
+
+
+# The instance families the tool can train on, by the prefix of their type names. TensorFlow
+# 2.21's wheels hold GPU code for compute capability 6.0 and newer, so Maxwell (G3) is out;
+# AMD (G4ad) and Graviton (G5g) GPUs are not CUDA x86 machines.
+GPU_FAMILIES = {
+    "p3": GpuFamily("V100", "7.0", PROPRIETARY_DRIVER_AMI, VOLTA_STACK),
+    "p3dn": GpuFamily("V100", "7.0", PROPRIETARY_DRIVER_AMI, VOLTA_STACK),
+    "g4dn": GpuFamily("T4", "7.5", OPEN_DRIVER_AMI, TURING_AND_NEWER_STACK),
+    "g5": GpuFamily("A10G", "8.6", OPEN_DRIVER_AMI, TURING_AND_NEWER_STACK),
+    "g6": GpuFamily("L4", "8.9", OPEN_DRIVER_AMI, TURING_AND_NEWER_STACK),
+    "g6e": GpuFamily("L40S", "8.9", OPEN_DRIVER_AMI, TURING_AND_NEWER_STACK),
+    "p4d": GpuFamily("A100", "8.0", OPEN_DRIVER_AMI, TURING_AND_NEWER_STACK),
+    "p4de": GpuFamily("A100", "8.0", OPEN_DRIVER_AMI, TURING_AND_NEWER_STACK),
+    "p5": GpuFamily("H100", "9.0", OPEN_DRIVER_AMI, TURING_AND_NEWER_STACK),
+    "p5e": GpuFamily("H200", "9.0", OPEN_DRIVER_AMI, TURING_AND_NEWER_STACK),
+    "p5en": GpuFamily("H200", "9.0", OPEN_DRIVER_AMI, TURING_AND_NEWER_STACK),
+}
+
+
+def gpu_family(instance_type):
+    """The family of an instance type such as g6.xlarge, or None if the tool does not know it."""
+    return GPU_FAMILIES.get(instance_type.split(".")[0])
 
 
 def login_user_of_image(image_name):

@@ -19,14 +19,19 @@ def bucket_of(cloud, options):
     return options.bucket or resources.default_bucket(cloud)
 
 
+def launch_record(cloud, bucket, run):
+    """What launch wrote down about a run; a run id it never wrote is an error, not a wait."""
+    record = storage.read_text(cloud, bucket, f"{resources.run_prefix(run)}/launch.json")
+    if record is None:
+        raise CloudError(f"No run {run} in s3://{bucket}: check the id that launch printed "
+                         "(or launched with another --region or --bucket?).")
+    return json.loads(record)
+
+
 def status(cloud, options):
     bucket = bucket_of(cloud, options)
     prefix = resources.run_prefix(options.run)
-    record = storage.read_text(cloud, bucket, f"{prefix}/launch.json")
-    if record is None:
-        raise CloudError(f"No run {options.run} in s3://{bucket} "
-                         "(launched with another --region or --bucket?).")
-    launched = json.loads(record)
+    launched = launch_record(cloud, bucket, options.run)
     out = cloud.out
     out(f"run       {options.run}: {launched['recipe']} on a {launched['instance_type']}"
         f"{', spot' if launched['spot'] else ''}, launched {launched['launched'][:16]} UTC")
@@ -50,6 +55,7 @@ def status(cloud, options):
 
 def logs(cloud, options):
     bucket = bucket_of(cloud, options)
+    launch_record(cloud, bucket, options.run)
     name = "bootstrap.log" if options.bootstrap else "train.log"
     text = storage.read_text(cloud, bucket, f"{resources.run_prefix(options.run)}/logs/{name}")
     if text is None:
@@ -60,8 +66,11 @@ def logs(cloud, options):
 
 
 def fetch(cloud, options):
-    bucket = bucket_of(cloud, options)
     folder = Path(options.to) if options.to else Path("runs") / options.run
+    if folder.exists() and not folder.is_dir():
+        raise CloudError(f"--to {folder} is a file: give a folder (new or existing).")
+    bucket = bucket_of(cloud, options)
+    launch_record(cloud, bucket, options.run)
     prefix = f"{resources.run_prefix(options.run)}/output"
     paths = storage.download_folder(cloud, bucket, prefix, folder)
     if not paths:
@@ -126,7 +135,12 @@ def cleanup(cloud, options):
         if names:
             cloud.out(f"  {kind}: {', '.join(names)}")
     if found["buckets"] and not options.yes:
-        answer = input("The buckets hold every run's results. Delete them all? [y/N] ")
+        try:
+            answer = input("The buckets hold every run's results. Delete them all? [y/N] ")
+        except EOFError:  # no terminal to answer from
+            raise CloudError("Nothing was deleted: cleanup asks before deleting the buckets "
+                             "and no one can answer here; `cleanup --yes` deletes without "
+                             "asking.") from None
         if answer.strip().lower() not in ("y", "yes"):
             raise CloudError("Nothing was deleted. `python -m aws fetch RUN` keeps a run's "
                              "results; `cleanup --yes` skips this question.")

@@ -9,12 +9,9 @@ from pathlib import Path
 from botocore.exceptions import ClientError
 
 from . import catalog, resources, storage
-from .bootstrap import render_user_data, training_arguments
+from .bootstrap import GPU_CHECK_STEPS, render_user_data, training_arguments
 from .catalog import RUN_TAG
 from .cloud import CloudError, error_code
-
-TRAINING_FLAGS = ("epochs", "max_steps", "batch_size", "z_dim", "learning_rate", "beta1",
-                  "save_every", "seed")
 
 # Answers of run_instances that mean "no capacity for you now", not a mistake of ours.
 SPOT_UNFULFILLED = {"InsufficientInstanceCapacity", "InsufficientCapacity",
@@ -29,42 +26,53 @@ def new_run_id(recipe):
 
 
 def launch(cloud, options):
+    """Checks everything it can before creating anything: first the local inputs, then, by
+    reading only, the account; a launch that fails a check leaves nothing in AWS."""
     run_id = new_run_id(options.recipe)
+    family = catalog.gpu_family(options.instance_type)
+    known = catalog.INSTANCE_TYPES.get(options.instance_type)
+    flags = {**options.training, **({"resume": True} if options.resume else {})}
     cidr = ("<your public IP>/32" if cloud.dry_run and not options.ssh_cidr
             else resources.caller_cidr(options.ssh_cidr, options.ip_url))
-    flags = {name: getattr(options, name) for name in TRAINING_FLAGS}
-    flags["resume"] = options.resume is not None
-    train_args = training_arguments(flags, with_data=options.data_dir is not None)
-    known = catalog.INSTANCE_TYPES.get(options.instance_type)
-    bucket = options.bucket or resources.default_bucket(cloud)
-    show_plan(cloud, options, run_id, cidr, train_args, known, bucket)
+    with tempfile.TemporaryDirectory() as scratch:
+        project = Path(scratch) / "project.tar.gz"
+        project_files = storage.pack_project(project, skip=options.data_dir)
 
-    check_offered(cloud, options.instance_type)
-    vcpus = check_vcpu_quota(cloud, options.instance_type, options.spot)
-    image_id, root_device, login_user = find_image(cloud, options)
-    price, price_note = hourly_price(cloud, options.instance_type, options.spot, known)
+        bucket = options.bucket or resources.default_bucket(cloud)
+        show_plan(cloud, options, run_id, cidr, training_arguments(flags), family, known, bucket)
+        check_offered(cloud, options.instance_type)
+        vcpus = check_vcpu_quota(cloud, options.instance_type, options.spot)
+        image_id, root_device, login_user = find_image(cloud, options, family)
+        price, price_note = hourly_price(cloud, options.instance_type, options.spot, known)
+        resume_uri = options.resume and run_to_resume(cloud, options, bucket)
 
-    resources.ensure_bucket(cloud, bucket)
-    prefix = resources.run_prefix(run_id)
-    data_uri = upload_inputs(cloud, options, bucket, prefix)
-    resume_uri = options.resume and run_to_resume(cloud, options, bucket)
+        resources.ensure_bucket(cloud, bucket)
+        prefix = resources.run_prefix(run_id)
+        cloud.upload_file(project, bucket, f"{prefix}/project.tar.gz",
+                          what=f"<the project: {project_files} files>")
+    data_uri = upload_data(cloud, options.data_dir, bucket)
     key_name = resources.ensure_key_pair(cloud)
     group_id = resources.ensure_security_group(cloud, cidr)
     profile, profile_is_new = resources.ensure_instance_profile(cloud, bucket)
     user_data = render_user_data(
         run_uri=f"s3://{bucket}/{prefix}", project_uri=f"s3://{bucket}/{prefix}/project.tar.gz",
-        data_uri=data_uri, resume_uri=resume_uri, recipe=options.recipe,
-        train_args=train_args,
-        max_hours=options.max_hours, region=cloud.region)
+        data_uri=data_uri, resume_uri=resume_uri, recipe=options.recipe, flags=flags,
+        gpu_stack=family.stack, max_hours=options.max_hours, region=cloud.region)
     request = instance_request(options, run_id, bucket, image_id, root_device, login_user,
                                key_name, group_id, profile, user_data)
-    instance_id = start_instance(cloud, request, options, vcpus, profile_is_new)
+    try:
+        instance_id = start_instance(cloud, request, options, vcpus, profile_is_new)
+    except (CloudError, ClientError):
+        # Nothing runs: the uploaded project of this run is of no use to anyone.
+        cloud.call("s3", "delete_object", Bucket=bucket, Key=f"{prefix}/project.tar.gz")
+        raise
     cloud.call("s3", "put_object", Bucket=bucket, Key=f"{prefix}/launch.json",
                ContentType="application/json", Body=json.dumps({
                    "run": run_id, "recipe": options.recipe, "instance": instance_id,
                    "instance_type": options.instance_type, "spot": options.spot,
                    "usd_per_hour": price, "max_hours": options.max_hours,
-                   "region": cloud.region, "image": image_id, "train_args": train_args,
+                   "region": cloud.region, "image": image_id,
+                   "train_args": training_arguments(flags),
                    "launched": datetime.now(timezone.utc).isoformat()}, indent=2))
 
     out = cloud.out
@@ -80,17 +88,12 @@ def launch(cloud, options):
     return run_id
 
 
-def upload_inputs(cloud, options, bucket, prefix):
-    """Uploads the project, and the data folder if there is one; returns the data's URI."""
-    with tempfile.TemporaryDirectory() as scratch:
-        archive = Path(scratch) / "project.tar.gz"
-        count = storage.pack_project(archive, skip=options.data_dir)
-        cloud.upload_file(archive, bucket, f"{prefix}/project.tar.gz",
-                          what=f"<the project: {count} files>")
-    if not options.data_dir:
+def upload_data(cloud, data_dir, bucket):
+    """Uploads a local data folder, if there is one; returns its URI."""
+    if not data_dir:
         return None
-    data_prefix = f"data/{Path(options.data_dir).resolve().name}"
-    storage.upload_folder(cloud, options.data_dir, bucket, data_prefix)
+    data_prefix = f"data/{Path(data_dir).resolve().name}"
+    storage.upload_folder(cloud, data_dir, bucket, data_prefix)
     return f"s3://{bucket}/{data_prefix}"
 
 
@@ -145,15 +148,14 @@ def show_dry_run(cloud, user_data):
     out("\nNothing was created. To launch for real, run the same command without --dry-run.")
 
 
-def show_plan(cloud, options, run_id, cidr, train_args, known, bucket):
+def show_plan(cloud, options, run_id, cidr, train_args, family, known, bucket):
     out = cloud.out
     if cloud.dry_run:
         out("Dry run of launch: nothing is created and no request is sent to AWS, so no "
             "credentials are needed.\n")
-    family = catalog.ami_family(options.instance_type)
     image = (f"{options.ami}, as given with --ami" if options.ami else
-             f"the newest \"{family.name}\", from AWS's public SSM parameter, else from "
-             f"describe_images by name and owner {catalog.DLAMI_OWNER}")
+             f"the newest \"{family.image.name}\", from AWS's public SSM parameter, else "
+             f"from describe_images by name and owner {catalog.DLAMI_OWNER}")
     market = "spot" if options.spot else "on-demand"
     disk_per_hour = catalog.ROOT_VOLUME_GB * catalog.EBS_GP3_USD_PER_GB_MONTH / 730
     out(f"  run         {run_id}")
@@ -163,6 +165,10 @@ def show_plan(cloud, options, run_id, cidr, train_args, known, bucket):
     out(f"  machine     {options.instance_type}"
         f"{f' ({known.gpu})' if known else ''}, {market}, in {cloud.region}")
     out(f"  image       {image}")
+    out(f"  GPU stack   TensorFlow 2.21.0, CUDA 12.5, cuDNN {family.stack.cudnn}, pinned for "
+        f"the {family.gpu} (compute capability {family.compute_capability})")
+    out(f"  GPU check   {GPU_CHECK_STEPS} training steps and a generate before the long run; "
+        "if they fail, the machine says why in `status` and terminates")
     if known:
         on_demand = known.on_demand_usd_per_hour
         price = (f"the spot price read at launch, at most the on-demand ${on_demand:.2f}/h"
@@ -178,10 +184,15 @@ def show_plan(cloud, options, run_id, cidr, train_args, known, bucket):
     out(f"  access      SSH (port 22) from {cidr} only; no other port is open; Jupyter "
         "through an SSH tunnel")
     out(f"  results     copied every 5 minutes and at the end to s3://{bucket}/runs/{run_id}/")
-    if family is catalog.PROPRIETARY_DRIVER_AMI:
-        out(f"  note        {options.instance_type} is the book's choice, not a recommended "
-            "one: only an Amazon Linux 2 image, whose updates end in mid-2026, still drives "
-            "a V100, and many regions no longer offer P3. Prefer "
+    if family.image is catalog.PROPRIETARY_DRIVER_AMI:
+        cheapest = catalog.DEFAULT_INSTANCE_TYPE
+        cost = (f"it costs ${known.on_demand_usd_per_hour:.2f}/h on-demand against "
+                f"${catalog.INSTANCE_TYPES[cheapest].on_demand_usd_per_hour:.2f}/h for a "
+                f"{cheapest}, " if known else "")
+        out(f"  warning     {options.instance_type} is the book's choice, not a recommended "
+            f"one: only an Amazon Linux 2 image still drives its {family.gpu}, and that "
+            f"system's support ended on {family.image.supported_until.split()[0]} (no more "
+            f"security patches); {cost}and many regions no longer offer P3. Prefer "
             f"--instance-type {', '.join(catalog.RECOMMENDED_TYPES)}.")
 
 
@@ -231,15 +242,15 @@ def quota_message(quota, instance_type, vcpus, region, what_the_account_has):
     return (
         f"Your AWS account {what_the_account_has} \"{quota.name}\" in {region}, and a "
         f"{instance_type} needs {vcpus}. Ask AWS to raise the quota (it is free; approval "
-        "takes from minutes to a few days):\n"
-        f"  aws service-quotas request-service-quota-increase --region {region} "
-        f"--service-code ec2 --quota-code {quota.code} --desired-value {vcpus}\n"
-        f"or in the console: Service Quotas > Amazon EC2 > \"{quota.name}\".")
+        "takes from minutes to a few days): `aws service-quotas "
+        f"request-service-quota-increase --region {region} --service-code ec2 --quota-code "
+        f"{quota.code} --desired-value {vcpus}`, or in the console: Service Quotas > "
+        f"Amazon EC2 > \"{quota.name}\".")
 
 
-def find_image(cloud, options):
+def find_image(cloud, options, gpu_family):
     """The AMI id, its root device, and the SSH user it comes with."""
-    family = catalog.ami_family(options.instance_type)
+    family = gpu_family.image
     image_id = options.ami
     if image_id is None:
         try:

@@ -1,5 +1,6 @@
 """The AWS resources the tool owns: found by tag and reused, or created and tagged."""
 
+import argparse
 import ipaddress
 import json
 import os
@@ -100,17 +101,24 @@ def ensure_key_pair(cloud):
     return created["KeyName"]
 
 
+def ssh_network(text):
+    """--ssh-cidr: an address or a network, no wider than an office (argparse type)."""
+    try:
+        network = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an IP address or network such as 203.0.113.7/32, got {text!r}") from None
+    if network.prefixlen < WIDEST_PREFIX[network.version]:
+        raise argparse.ArgumentTypeError(
+            f"{text} would let {network.num_addresses:,} addresses try SSH; give your own "
+            f"address or a network of at most /{WIDEST_PREFIX[network.version]}")
+    return str(network)
+
+
 def caller_cidr(ssh_cidr=None, ip_url=DEFAULT_IP_URL):
     """The network that may SSH to the instance: --ssh-cidr, else this machine's address."""
     if ssh_cidr:
-        network = ipaddress.ip_network(ssh_cidr, strict=False)
-        if network.prefixlen < WIDEST_PREFIX[network.version]:
-            raise CloudError(
-                f"--ssh-cidr {ssh_cidr} would let {network.num_addresses:,} addresses try "
-                f"SSH; give your own address or a network of at most "
-                f"/{WIDEST_PREFIX[network.version]}."
-            )
-        return str(network)
+        return ssh_cidr
     try:
         with urllib.request.urlopen(ip_url, timeout=10) as response:
             address = ipaddress.ip_address(response.read().decode().strip())

@@ -68,24 +68,49 @@ def list_objects(cloud, bucket, prefix):
         return []
     pages = cloud.client("s3").get_paginator("list_objects_v2").paginate(
         Bucket=bucket, Prefix=f"{prefix}/")
-    return [item for page in pages for item in page.get("Contents", [])]
+    try:
+        return [item for page in pages for item in page.get("Contents", [])]
+    except cloud.client("s3").exceptions.NoSuchBucket:
+        raise missing_bucket(bucket) from None
+
+
+def missing_bucket(bucket):
+    return CloudError(f"No bucket s3://{bucket} in this account: nothing was launched with "
+                      "this --region and --bucket (launch creates the bucket).")
 
 
 def download_folder(cloud, bucket, prefix, folder):
-    """Downloads every object under prefix/ into folder, keeping the layout. Returns them."""
-    paths = []
+    """Downloads every object under prefix/ into folder, keeping the layout. Returns them.
+
+    Whoever can write to the bucket (the instance's role, for one) chooses the keys: a key
+    that would land outside the folder, such as one with ../ in it, stops the download
+    before any file is written."""
+    folder = Path(folder)
+    inside = folder.resolve()
+    downloads = []
     for item in list_objects(cloud, bucket, prefix):
-        path = Path(folder) / item["Key"][len(prefix) + 1:]
+        relative = item["Key"][len(prefix) + 1:]
+        if not relative or relative.endswith("/"):  # a folder marker of the S3 console
+            continue
+        path = folder / relative
+        if not path.resolve().is_relative_to(inside):
+            raise CloudError(f"s3://{bucket}/{item['Key']} would be written outside {folder}/: "
+                             "refused, and nothing was downloaded. Someone who may write to "
+                             "the bucket put it there; delete it, or look at it first.")
+        downloads.append((item["Key"], path))
+    for key, path in downloads:
         path.parent.mkdir(parents=True, exist_ok=True)
-        cloud.download_file(bucket, item["Key"], path)
-        paths.append(path)
-    return paths
+        cloud.download_file(bucket, key, path)
+    return [path for _, path in downloads]
 
 
 def read_text(cloud, bucket, key):
     """An object's text, or None if it is not there (yet)."""
+    s3 = cloud.client("s3")
     try:
         body = cloud.call("s3", "get_object", Bucket=bucket, Key=key)["Body"]
-    except cloud.client("s3").exceptions.NoSuchKey:
+    except s3.exceptions.NoSuchKey:
         return None
+    except s3.exceptions.NoSuchBucket:
+        raise missing_bucket(bucket) from None
     return body.read().decode("utf-8", errors="replace")
