@@ -475,3 +475,46 @@ def _partial_file(target):
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------- writing datasets
+
+IDX_COMPRESSLEVEL = 6  # gzip's default: level 9 takes twice as long for 1% smaller files
+
+
+def idx_file_names(name, split='train', subset='balanced'):
+    """The image and label file names that the loader of dataset `name` reads for `split`:
+    LeCun's for 'mnist' and 'fashion', NIST's for 'emnist'."""
+    if name == 'emnist':
+        if subset not in EMNIST_SUBSETS:
+            raise ValueError(f'unknown EMNIST subset {subset!r}; choose one of {EMNIST_SUBSETS}')
+        return _emnist_file_names(subset, split)
+    if name not in ('mnist', 'fashion'):
+        raise ValueError(f"unknown dataset {name!r}; choose 'mnist', 'fashion' or 'emnist'")
+    return _lecun_file_names(split)
+
+
+def write_idx(path, shape, chunks):
+    """A gzipped IDX file of uint8 values, as the loaders read: the big-endian header of
+    `shape`, then the uint8 arrays that `chunks` yields, in order, each of shape (n, *shape[1:]),
+    their n adding up to shape[0]. Chunks keep memory flat however large the file.
+
+    The file is written under a temporary name and takes its own only once complete: a
+    failure (a bad chunk, a full disk, Ctrl-C) leaves no file that looks valid.
+    """
+    shape = tuple(int(size) for size in shape)
+    header = struct.pack(f'>{1 + len(shape)}I', 0x0800 + len(shape), *shape)
+    written = 0
+    with _partial_file(Path(path)) as raw, \
+            gzip.GzipFile(fileobj=raw, mode='wb', compresslevel=IDX_COMPRESSLEVEL) as out:
+        out.write(header)
+        for chunk in chunks:
+            chunk = np.asarray(chunk)
+            if chunk.dtype != np.uint8 or chunk.shape[1:] != shape[1:]:
+                raise ValueError(f'{path}: expected uint8 arrays of shape (n, '
+                                 f'{", ".join(map(str, shape[1:]))}); got {chunk.dtype} '
+                                 f'{chunk.shape}')
+            out.write(np.ascontiguousarray(chunk).tobytes())
+            written += len(chunk)
+        if written != shape[0]:
+            raise ValueError(f'{path}: the header says {shape[0]} items but {written} came')

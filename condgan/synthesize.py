@@ -1,0 +1,208 @@
+"""A generated dataset: a trained model's images in its dataset's own IDX files.
+
+    python -m condgan.synthesize runs/mnist --per-class 1000 --seed 0 -o generated/
+    python -m condgan.synthesize runs/mnist/mnist.pkl --mix 3=5000,8=5000 -o more-3s-and-8s/
+
+The output folder holds what the dataset's loader reads, so `--data-dir generated/` trains
+any recipe on it, and any other IDX reader reads it:
+- MNIST and Fashion-MNIST: `train-images-idx3-ubyte.gz` and `train-labels-idx1-ubyte.gz`;
+- EMNIST: in `gzip/`, as in NIST's download, `emnist-balanced-train-images-idx3-ubyte.gz` and
+  `...-labels-...`, each image stored transposed as NIST stores them (every EMNIST reader
+  transposes it back, upright), and `emnist-balanced-mapping.txt`, the class names;
+- `synthesis.json`: how it was made (model, training step, seed, counts per class).
+
+Labels are the model's class values. The images come in a shuffled class order, in batches
+of GENERATE_BATCH, so memory stays flat however many are asked for.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from condgan import datasets
+from condgan.recipes import OneLineErrorParser, RECIPES, positive_int
+
+GENERATE_BATCH = 1000          # images per generator call: bounds the memory
+RECORD_FILE = 'synthesis.json'
+EMNIST_SUBSET = 'balanced'     # the EMNIST recipe's
+DATASETS = {recipe.dataset: recipe for recipe in RECIPES.values()}  # mnist, fashion, emnist
+
+
+def synthesize(gan, out_dir, counts, seed, dataset, class_names=(), replace=False, model=None):
+    """Write `counts[class value]` images of each class from `gan` into `out_dir` as
+    `dataset`'s training files ('mnist', 'fashion' or 'emnist'), and return the record
+    written to synthesis.json. `class_names` (in the order of `gan.classes`) go into EMNIST's
+    mapping file; `model` names the model in the record.
+
+    A FileExistsError if `out_dir` already holds a dataset, unless `replace`.
+    """
+    out_dir = Path(out_dir)
+    check_model(gan, counts, dataset)
+    if dataset == 'emnist' and len(class_names) != len(gan.classes):
+        raise ValueError(f"EMNIST's mapping file names each class: got {len(class_names)} names "
+                         f"for the model's {len(gan.classes)} classes")
+    images_file, labels_file = datasets.idx_file_names(dataset, 'train', EMNIST_SUBSET)
+    if dataset == 'emnist':  # NIST's folder, where load_emnist(data_dir=out_dir) looks
+        images_file, labels_file = f'gzip/{images_file}', f'gzip/{labels_file}'
+    if not replace:
+        refuse_a_dataset(out_dir)
+    (out_dir / images_file).parent.mkdir(parents=True, exist_ok=True)
+    # The record goes first and comes back last: a folder without it was not finished.
+    (out_dir / RECORD_FILE).unlink(missing_ok=True)
+
+    labels = np.random.default_rng(seed).permutation(
+        np.repeat(list(counts), list(counts.values()))).astype(np.uint8)
+    height, width, _ = gan.image_shape
+    with tqdm(total=len(labels), unit='image', desc=f'{out_dir}/{images_file}') as progress:
+        datasets.write_idx(out_dir / images_file, (len(labels), height, width),
+                           generated_pixels(gan, labels, seed, dataset == 'emnist', progress))
+    datasets.write_idx(out_dir / labels_file, labels.shape, [labels])
+    files = [images_file, labels_file]
+    if dataset == 'emnist':
+        mapping_file = f'gzip/emnist-{EMNIST_SUBSET}-mapping.txt'
+        write_text(out_dir / mapping_file, ''.join(
+            f'{value} {ord(name)}\n' for value, name in zip(gan.classes, class_names)))
+        files.append(mapping_file)
+    record = {
+        'model': None if model is None else str(model),
+        'step': int(gan.step_losses[-1, 0]) if len(gan.step_losses) else None,
+        'dataset': dataset,
+        'seed': seed,
+        'images': len(labels),
+        'counts': {str(value): count for value, count in counts.items()},
+        'files': files,
+    }
+    write_text(out_dir / RECORD_FILE, json.dumps(record, indent=2) + '\n')
+    return record
+
+
+def generated_pixels(gan, labels, seed, transposed, progress):
+    """Yield the images of `labels`, in order, GENERATE_BATCH at a time, as uint8 (n, H, W):
+    each batch's images of one class come from one `generate_new` call with its own seed."""
+    for batch_number, start in enumerate(range(0, len(labels), GENERATE_BATCH)):
+        batch_labels = labels[start:start + GENERATE_BATCH]
+        pixels = np.empty((len(batch_labels), *gan.image_shape[:2]), np.uint8)
+        for position, value in enumerate(gan.classes):
+            wanted = np.flatnonzero(batch_labels == value)
+            if len(wanted):
+                batch_seed = int(np.random.SeedSequence([seed, batch_number, position]).generate_state(1)[0])
+                images = gan.generate_new(target_class=value, rows=1, cols=len(wanted), plot=False,
+                                          seed=batch_seed)
+                pixels[wanted] = to_pixels(images)[..., 0]
+        progress.update(len(batch_labels))
+        yield pixels.transpose(0, 2, 1) if transposed else pixels
+
+
+def to_pixels(images):
+    """Images in the generator's range [-1, 1] as uint8 0-255: the inverse of
+    `evaluate.to_generator_range`."""
+    return np.clip(np.rint((np.asarray(images) + 1) * 127.5), 0, 255).astype(np.uint8)
+
+
+def check_model(gan, counts, dataset):
+    """A ValueError unless the model draws what `dataset`'s files hold: 28x28 gray images of
+    classes 0-255, and knows every class in `counts`."""
+    if tuple(gan.image_shape) != (datasets.IMAGE_SIZE, datasets.IMAGE_SIZE, 1):
+        raise ValueError(f"the model draws images of shape {tuple(gan.image_shape)}; {dataset}'s "
+                         f"files hold 28x28 gray images (28, 28, 1)")
+    if not all(0 <= value <= 255 for value in gan.classes):
+        raise ValueError(f"the model's classes {list(gan.classes)} do not fit the IDX labels' "
+                         f"bytes (0-255)")
+    unknown = [value for value in counts if value not in list(gan.classes)]
+    if unknown:
+        raise ValueError(f"unknown class {unknown[0]}: the model knows {list(gan.classes)}")
+
+
+def refuse_a_dataset(folder):
+    """A FileExistsError if `folder` holds a dataset."""
+    existing = dataset_files(folder)
+    if existing:
+        raise FileExistsError(f'{folder} already holds a dataset ({", ".join(existing)}): '
+                              f'choose another folder, or replace it (--replace)')
+
+
+def dataset_files(folder):
+    """The files in `folder` and its `gzip/` that make a dataset (IDX files, a record)."""
+    files = [*folder.glob('*'), *folder.glob('gzip/*')] if folder.is_dir() else []
+    return sorted(str(path.relative_to(folder)) for path in files
+                  if path.name.endswith(('-ubyte.gz', '-ubyte')) or path.name == RECORD_FILE)
+
+
+def write_text(path, text):
+    with datasets._partial_file(path) as f:
+        f.write(text.encode())
+
+
+def class_mix(text):
+    """'3=500,8=2000' -> {3: 500, 8: 2000}."""
+    counts = {}
+    for item in text.split(','):
+        value, _, count = item.partition('=')
+        try:
+            value, count = int(value), int(count)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected CLASS=COUNT pairs such as 3=500,8=2000; got {item!r}") from None
+        if count < 1 or value in counts:
+            raise argparse.ArgumentTypeError(
+                f"{item!r}: each class once, with a count of at least 1")
+        counts[value] = count
+    return counts
+
+
+def parser():
+    parser = OneLineErrorParser(
+        prog='python -m condgan.synthesize',
+        description="Write a generated dataset: a trained model's images, with their classes "
+                    "as labels, in the IDX files of its dataset (MNIST, Fashion-MNIST, EMNIST), "
+                    "which every recipe reads with --data-dir and any IDX reader reads.")
+    parser.add_argument('model', help='a pickled CGan (runs/mnist/mnist.pkl) or a run folder '
+                                      '(runs/mnist/: its pickle, else its newest checkpoint)')
+    parser.add_argument('-o', '--out-dir', required=True, help='the folder to write the dataset into')
+    counts = parser.add_mutually_exclusive_group()
+    counts.add_argument('--per-class', type=positive_int, default=1000,
+                        help='images of each class (default: 1000)')
+    counts.add_argument('--mix', type=class_mix,
+                        help='images per class as CLASS=COUNT pairs, e.g. 3=500,8=2000: only '
+                             'those classes')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='fixes the images and their order (default: 0)')
+    parser.add_argument('--dataset', choices=sorted(DATASETS),
+                        help="the model's dataset, when its name is not a recipe's")
+    parser.add_argument('--data-dir', help="the real dataset's folder, for EMNIST's class names "
+                                           "(default: as the loaders find it)")
+    parser.add_argument('--replace', action='store_true',
+                        help='replace the dataset that the output folder already holds')
+    return parser
+
+
+def main(argv=None):
+    options = parser().parse_args(argv)
+    if not 0 <= options.seed < 2**63:
+        parser().error(f'--seed: expected a whole number from 0 to 2**63 - 1; got {options.seed}')
+    try:
+        if not options.replace:  # before the model loads: a refusal should not take seconds
+            refuse_a_dataset(Path(options.out_dir))
+    except FileExistsError as error:
+        sys.exit(f'synthesize: error: {error}')
+    from condgan import evaluate  # TensorFlow: only once the arguments are known to be good
+    try:
+        gan = evaluate.load_model(options.model)
+        dataset = evaluate.dataset_of(gan, options.dataset)
+        counts = options.mix or {value: options.per_class for value in gan.classes}
+        class_names = (DATASETS[dataset].class_names(options.data_dir)
+                       if dataset == 'emnist' else ())
+        record = synthesize(gan, options.out_dir, counts, options.seed, dataset, class_names,
+                            options.replace, model=options.model)
+    except (OSError, ValueError) as error:
+        sys.exit(f'synthesize: error: {error}')
+    print(f"{record['images']} images of {len(counts)} classes: "
+          f"{', '.join(str(Path(options.out_dir) / name) for name in record['files'])}, "
+          f"{Path(options.out_dir) / RECORD_FILE}")
+
+
+if __name__ == '__main__':
+    main()
