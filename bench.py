@@ -23,9 +23,11 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from condgan import gan as cgan
-from condgan.gan import CGan, session_config
+from condgan import model
 from condgan.datasets import Dataset, load_mnist
+from condgan.gan import CGan
+from condgan.generation import session_config
+from condgan.training import build_training_graph, epoch_batches, training_feed
 
 tf1 = tf.compat.v1
 
@@ -52,7 +54,7 @@ def main():
                            precision=name.split('+')[0], xla='+xla' in name)
                 for name in args.variants}
     figures = {'batch': args.batch, 'steps': args.steps, 'repeats': args.repeats,
-               'default_settings': {'precision': gan.precision, 'xla': gan.xla}}
+               'default_settings': {'precision': gan.precision, 'xla': gan.settings.xla}}
     figures.update(training_speed(gan, variants, args))
     figures['peak_rss_mb'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     figures['generate_seconds'] = generation_latency(gan, args.generate_counts)
@@ -90,16 +92,19 @@ def training_speed(gan, variants, args):
             images, one_hot = next(batches)
         book.run_step(session, images, one_hot)
 
-    def project_step(name, model):
+    def project_step(name, gan):
         with book_layers() if '+book_layers' in name else contextlib.nullcontext():
-            net = model._build_training_graph()
-        epoch = model.epoch_batches(0, shuffle_seed=0)[:-1]  # full batches only
-        step = lambda session, i: model.run_training_step(session, net, epoch[i % len(epoch)])
+            net = build_training_graph(gan.config, gan.settings)
+        epoch = epoch_batches(len(gan.dataset.data), args.batch, 0, 0)[:-1]  # full batches only
+
+        def step(session, i):
+            feed = training_feed(net, gan.dataset, epoch[i % len(epoch)], i, gan.learning_rate)
+            session.run([net.train_step, net.d_loss, net.g_loss], feed)
         return net, step
 
     nets, steps = {}, {'book_style': book_step}
-    for name, model in {'default': gan, **variants}.items():
-        nets[name], steps[name] = project_step(name, model)
+    for name, variant in {'default': gan, **variants}.items():
+        nets[name], steps[name] = project_step(name, variant)
     graphs = {'book_style': book.graph, **{name: net.graph for name, net in nets.items()}}
     sessions = {name: tf1.Session(graph=graph, config=session_config()) for name, graph in graphs.items()}
     sessions['book_style'].run(book.initializer)
@@ -135,8 +140,8 @@ def training_speed(gan, variants, args):
 def book_layers():
     """Graphs built inside compute their layers with the original's ops: tf.maximum for the
     leaky ReLU, tf.nn.dropout, and TensorFlow's own gradients of the transposed convolutions."""
-    def normalize_activate_drop(x, alpha, training, batch_norm_name):
-        x = cgan.batch_norm(x, training, batch_norm_name)
+    def normalize_activate_drop(x, alpha, training, batch_norm_name, random_seed):
+        x = model.batch_norm(x, training, batch_norm_name)
         x = tf.maximum(alpha * x, x)
         return tf.nn.dropout(x, rate=0.5) if training else x
 
@@ -145,25 +150,34 @@ def book_layers():
 
     book = {'normalize_activate_drop': normalize_activate_drop,
             'transposed_convolution': transposed_convolution}
-    project = {name: getattr(cgan, name) for name in book}
-    vars(cgan).update(book)
+    project = {name: getattr(model, name) for name in book}
+    vars(model).update(book)
     try:
         yield
     finally:
-        vars(cgan).update(project)
+        vars(model).update(project)
 
 
 class BookStyleGraph:
-    """The original's training graph, from the CGan's own builders (with the original's
+    """The original's training graph, from the project's networks (with the original's
     layer ops when built inside `book_layers`): a D update op and a G update
     op, each run by its own `session.run` with every input fed from NumPy."""
 
     def __init__(self, gan):
         self.gan = gan
+        config, (height, width, channels) = gan.config, gan.image_shape
         self.graph = tf.Graph()
         with self.graph.as_default():
-            _, _, self.input_real, self.input_z, self.labels, learning_rate = gan.instantiate_inputs()
-            d_loss, g_loss, _ = gan.loss(self.input_real, self.input_z, self.labels)
+            self.input_real = tf1.placeholder(tf.float32, (None, height, width, channels))
+            self.input_z = tf1.placeholder(tf.float32, (None, config.generator_input_size))
+            self.labels = tf1.placeholder(tf.float32, (None, height, width, config.num_classes))
+            unused_seed = tf.zeros(2, tf.int64)  # the book's layers draw with tf.nn.dropout
+            fake_logits = model.discriminator(config, model.generator(config, self.input_z, True, unused_seed),
+                                              self.labels, unused_seed)
+            real_logits = model.discriminator(config, self.input_real, self.labels, unused_seed)
+            d_loss = model.discriminator_loss(real_logits, fake_logits, config.smooth)
+            g_loss = model.generator_loss(fake_logits)
+            learning_rate = gan.learning_rate
             variables = tf1.trainable_variables()
             with tf.control_dependencies(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)):
                 self.d_train = tf1.train.AdamOptimizer(learning_rate, gan.beta1).minimize(
@@ -183,13 +197,13 @@ class BookStyleGraph:
 
 
 def batch_preparation_time(gan, net, repeats=1000):
-    """Median microseconds to gather one step's feed (`CGan.training_feed`): what a
+    """Median microseconds to gather one step's feed (`training.training_feed`): what a
     prefetching input pipeline could hide."""
-    batches = gan.epoch_batches(0, shuffle_seed=0)
+    batches = epoch_batches(len(gan.dataset.data), gan.batch_size, 0, 0)
     times = []
     for i in range(repeats):
         started = time.perf_counter()
-        gan.training_feed(net, batches[i % len(batches)])
+        training_feed(net, gan.dataset, batches[i % len(batches)], i, gan.learning_rate)
         times.append(time.perf_counter() - started)
     return 1e6 * statistics.median(times)
 
@@ -199,7 +213,7 @@ def generation_latency(gan, counts, warm_repeats=3):
     the median of warm calls."""
     results = {}
     for count in counts:
-        gan._close_generation()
+        gan.close()
         rows = max(r for r in range(1, int(np.sqrt(count)) + 1) if count % r == 0)
         started = time.perf_counter()
         gan.generate_new(target_class=-1, rows=rows, cols=count // rows, plot=False)

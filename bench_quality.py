@@ -17,7 +17,8 @@ import json
 
 from condgan import evaluate
 from bench import book_layers
-from condgan.gan import CGan, EVALUATION_FIGURES
+from condgan.gan import CGan
+from condgan.training import EVALUATION_FIGURES
 from condgan.datasets import Dataset, load_mnist
 
 
@@ -38,12 +39,13 @@ def main():
         gan = CGan(dataset, epochs=10_000, generator_name='mnist', seed=args.seed,
                    out_dir=f'{args.out_dir}/{setting}', precision=setting.split('+')[0],
                    xla='+xla' in setting)
-        with book_layers() if '+book_layers' in setting else contextlib.nullcontext():
+        with book_layers() if '+book_layers' in setting else contextlib.nullcontext(), \
+                evaluate.Judge.for_model(gan, args.data_dir) as judge:
             gan.fit(max_steps=args.steps, save_every_n=args.eval_every, plot=False,
-                    eval_every=args.eval_every, eval_data_dir=args.data_dir)
+                    evaluation=judge.evaluate_generator, eval_every=args.eval_every)
         results[setting] = gan.evaluations
         gan.legacy_generation = True  # the original's generation, same weights
-        gan._close_generation()
+        gan.close()
         original = evaluate.evaluate_model(gan, args.data_dir, per_class=50)
         results[f'{setting}, generated as the original'] = [
             {'step': args.steps, **{name: original[name] for name in EVALUATION_FIGURES}}]

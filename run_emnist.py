@@ -1,5 +1,5 @@
 """The book's EMNIST Balanced recipe: python run_emnist.py --help"""
-from condgan.recipes import main
+from condgan.commands import train_recipe
 
 if __name__ == '__main__':
-    main('emnist')
+    train_recipe('emnist')

@@ -1,5 +1,5 @@
 """The book's MNIST recipe: python run_mnist.py --help"""
-from condgan.recipes import main
+from condgan.commands import train_recipe
 
 if __name__ == '__main__':
-    main('mnist')
+    train_recipe('mnist')

@@ -1,5 +1,5 @@
 """The book's Fashion-MNIST (Zalando) recipe: python run_zalando.py --help"""
-from condgan.recipes import main
+from condgan.commands import train_recipe
 
 if __name__ == '__main__':
-    main('zalando')
+    train_recipe('zalando')

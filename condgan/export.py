@@ -15,8 +15,8 @@ Signatures (images float32 (n, H, W, C) in [-1, 1], under the output key 'images
   `count` int32 scalar; z is drawn inside.
 An unconditional model takes labels of width 0 and ignores `class_index`.
 
-The generator is built by `CGan.generator` itself, in a graph, and written with the TF1
-SavedModel builder, which TF 2's `tf.saved_model.load` reads. Tracing `CGan.generator` in a
+The generator is built by `model.generator` itself, in a graph, and written with the TF1
+SavedModel builder, which TF 2's `tf.saved_model.load` reads. Tracing `model.generator` in a
 `tf.function` of a `tf.Module` works too, but a tf.function runs every stateful op it holds:
 in legacy generation (batch statistics) the batch-norm moving-average updates would run at
 every call. A graph runs only the ops its outputs need.
@@ -25,7 +25,7 @@ import os
 
 import tensorflow as tf
 
-from condgan.gan import check_weights, generator_variables
+from condgan.model import check_weights, generator, generator_variables
 
 tf1 = tf.compat.v1
 
@@ -39,13 +39,14 @@ def export_saved_model(gan, path):
     if os.path.exists(path) and os.listdir(path):
         raise FileExistsError(f"{path} already exists and is not empty: choose a new folder")
     if gan.generator_weights is None:
-        gan._load_latest_checkpoint()  # a CGan that has not generated yet holds no weights
+        gan.load_checkpoint(gan.model_dir)  # a CGan that has not generated yet holds no weights
     classes = gan.num_classes
     graph = tf.Graph()
     with graph.as_default():
         z = tf1.placeholder(tf.float32, (None, gan.z_dim), name='z')
         label = tf1.placeholder(tf.float32, (None, classes), name='label')
-        images = gan.generator(tf.concat([z, label], axis=1), training=gan.legacy_generation)
+        images = generator(gan.config, tf.concat([z, label], axis=1), gan.legacy_generation,
+                           tf1.random_uniform((2,), 0, 2**62, tf.int64))
 
         class_index = tf1.placeholder(tf.int32, (), name='class_index')
         count = tf1.placeholder(tf.int32, (), name='count')
@@ -57,8 +58,8 @@ def export_saved_model(gan, path):
         with tf.control_dependencies(checks):
             drawn_z = tf1.random_uniform(tf.stack([count, gan.z_dim]), -1.0, 1.0)  # [count, z_dim]
         one_hot = tf.one_hot(tf.fill([count], class_index), classes)              # [count, K]
-        class_images = gan.generator(tf.concat([drawn_z, one_hot], axis=1),
-                                     training=gan.legacy_generation)
+        class_images = generator(gan.config, tf.concat([drawn_z, one_hot], axis=1),
+                                 gan.legacy_generation, tf1.random_uniform((2,), 0, 2**62, tf.int64))
 
         variables = generator_variables(graph)
         check_weights(gan.generator_weights, {name: tuple(v.shape) for name, v in variables.items()})

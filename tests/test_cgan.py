@@ -1,5 +1,6 @@
 """CGan: the graph against the SPEC, a few real training steps, generation, pickling, and a
 test for each bug of the original that we fix. Data: the real MNIST in CGAN_DATA_DIR."""
+import gzip
 import os
 import pickle
 import signal
@@ -11,8 +12,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from condgan import gan as cgan
+from condgan import model
+from condgan.checkpoints import CheckpointError, checkpoint_prefixes
 from condgan.gan import CGan
+from condgan.runs import RunFolderError
+from condgan.training import build_training_graph, epoch_batches
 from condgan.datasets import Dataset, load_mnist
 
 tf1 = tf.compat.v1
@@ -68,15 +72,22 @@ def variable_shapes(graph):
 
 
 def run_python(code, cwd, timeout=120):
-    env = {**os.environ, 'PYTHONPATH': REPO, 'TF_CPP_MIN_LOG_LEVEL': '3'}
+    """Python in a new process in `cwd`, with what the install made importable (the
+    repository's root files only when `cwd` is the repository)."""
+    env = {**without_pythonpath(), 'TF_CPP_MIN_LOG_LEVEL': '3'}
     return subprocess.run([sys.executable, '-c', code], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def without_pythonpath():
+    return {name: value for name, value in os.environ.items() if name != 'PYTHONPATH'}
 
 
 # ------------------------------------------------------------------ the graph
 
 def test_variables_have_the_original_names_and_shapes(dataset, tmp_path):
-    net = make_gan(dataset, tmp_path)._build_training_graph()
+    gan = make_gan(dataset, tmp_path)
+    net = build_training_graph(gan.config, gan.settings)
     assert variable_shapes(net.graph) == {**ORIGINAL_GENERATOR, **ORIGINAL_DISCRIMINATOR}
     with net.graph.as_default():
         trainable = {v.op.name: np.prod(v.shape) for v in tf1.trainable_variables()}
@@ -106,8 +117,8 @@ def test_losses_are_the_formulas_with_one_sided_smoothing():
         return np.mean(-target * np.log(sigmoid) - (1 - target) * np.log(1 - sigmoid))
 
     with tf.Graph().as_default(), tf1.Session() as session:
-        d_loss, g_loss = session.run([cgan.discriminator_loss(real_logits, fake_logits, 0.1),
-                                      cgan.generator_loss(fake_logits)])
+        d_loss, g_loss = session.run([model.discriminator_loss(real_logits, fake_logits, 0.1),
+                                      model.generator_loss(fake_logits)])
     assert d_loss == pytest.approx(cross_entropy(real_logits, 0.9) + cross_entropy(fake_logits, 0.0), rel=1e-5)
     assert g_loss == pytest.approx(cross_entropy(fake_logits, 1.0), rel=1e-5)
 
@@ -115,11 +126,14 @@ def test_losses_are_the_formulas_with_one_sided_smoothing():
 def test_dropout_keeps_each_unit_independently_with_probability_one_half():
     with tf.Graph().as_default(), tf1.Session() as session:
         x = tf1.placeholder(tf.bfloat16, (None, 4, 4, 64))
-        dropped = cgan.drop_half(x)
+        seed = tf1.placeholder(tf.int64, (2,))
+        dropped = model.drop_half(x, seed)
         gradient = tf.gradients(dropped, x, grad_ys=tf.ones_like(dropped))[0]
         ones = np.ones((256, 4, 4, 64), np.float32)
-        first, gradient = session.run([tf.cast(t, tf.float32) for t in (dropped, gradient)], {x: ones})
-        second = session.run(tf.cast(dropped, tf.float32), {x: ones})
+        first, gradient = session.run([tf.cast(t, tf.float32) for t in (dropped, gradient)],
+                                      {x: ones, seed: (5, 1)})
+        second = session.run(tf.cast(dropped, tf.float32), {x: ones, seed: (5, 2)})
+        again = session.run(tf.cast(dropped, tf.float32), {x: ones, seed: (5, 1)})
         assert dropped.shape.as_list() == [None, 4, 4, 64]
     kept = first == 2
     assert np.all(kept | (first == 0))                 # kept units doubled, the others zeroed
@@ -128,7 +142,8 @@ def test_dropout_keeps_each_unit_independently_with_probability_one_half():
     assert 0.24 < (kept[..., :-1] & kept[..., 1:]).mean() < 0.26  # neighbours independent
     for channel in range(16):                          # every bit of a draw is used
         assert 0.45 < kept[..., channel::16].mean() < 0.55
-    assert 0.24 < (kept & (second == 2)).mean() < 0.26  # a new mask every run
+    assert 0.24 < (kept & (second == 2)).mean() < 0.26  # a new mask for every step's seed
+    assert np.array_equal(first, again)                 # the same for the same seed (resume)
 
 
 @pytest.mark.parametrize('strides', [1, 2])
@@ -137,7 +152,7 @@ def test_transposed_convolution_has_tensorflows_gradients(strides):
     x_values = rng.normal(size=(3, 7, 6, 24)).astype(np.float32)
     with tf.Graph().as_default(), tf1.Session() as session:
         x = tf.constant(x_values)
-        y = cgan.conv_transpose(x, 8, strides, 'conv2d_transpose')
+        y = model.conv_transpose(x, 8, strides, 'conv2d_transpose')
         kernel = tf1.global_variables('conv2d_transpose/kernel')[0]
         session.run(tf1.global_variables_initializer())
         expected = tf.nn.conv2d_transpose(x, kernel, (3, 7 * strides, 6 * strides, 8), strides, 'SAME')
@@ -154,8 +169,8 @@ def test_hidden_layers_use_leaky_relu_max_alpha_x_x():
     with tf.Graph().as_default(), tf1.Session() as session:
         x = tf.constant(values)
         with tf1.variable_scope('layer', reuse=tf1.AUTO_REUSE):
-            activated = cgan.normalize_activate_drop(x, 0.2, False, 'batch_normalization')
-            normalized = cgan.batch_norm(x, False, 'batch_normalization')
+            activated = model.normalize_activate_drop(x, 0.2, False, 'batch_normalization', None)
+            normalized = model.batch_norm(x, False, 'batch_normalization')
         session.run(tf1.global_variables_initializer())
         normalized, activated = session.run([normalized, activated])
     np.testing.assert_allclose(activated, np.maximum(0.2 * normalized, normalized), rtol=1e-6)
@@ -166,13 +181,15 @@ def test_discriminator_sees_the_label_planes(dataset, tmp_path):
     with tf.Graph().as_default(), tf1.Session() as session:
         images = tf1.placeholder(tf.float32, (None, 28, 28, 1))
         labels = tf1.placeholder(tf.float32, (None, 28, 28, 10))
-        _, logits = gan.discriminator(images, labels)
+        seed = tf1.placeholder(tf.int64, (2,))
+        logits = model.discriminator(gan.config, images, labels, seed)
         session.run(tf1.global_variables_initializer())
         batch = np.zeros((2, 28, 28, 1), np.float32)
         planes = np.zeros((2, 28, 28, 10), np.float32)
         planes[0, ..., 3] = planes[1, ..., 7] = 1
         # Dropout is random: compare the means of many passes.
-        outputs = np.mean([session.run(logits, {images: batch, labels: planes}) for _ in range(20)], axis=0)
+        outputs = np.mean([session.run(logits, {images: batch, labels: planes, seed: (0, i)})
+                           for i in range(20)], axis=0)
     assert abs(outputs[0, 0] - outputs[1, 0]) > 1e-3
 
 
@@ -209,14 +226,19 @@ def test_tensorboard_events_hold_losses_outputs_and_samples(dataset, tmp_path):
     assert tags['samples'] == [2, 4]
 
 
-def test_evaluation_during_training_is_recorded(dataset, tmp_path, monkeypatch):
-    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))  # the classifier's cache
+def test_evaluation_during_training_is_recorded(dataset, tmp_path):
+    def evaluation(generate, per_class):  # what evaluate.Judge.evaluate_generator returns
+        images = generate(3, per_class)
+        assert images.shape == (per_class, 28, 28, 1)
+        return {'conditional_accuracy': 0.5, 'frechet_distance': float(np.abs(images).mean()) + 1,
+                'diversity_ratio': 1.0}
+
     gan = make_gan(dataset, tmp_path)
-    gan.fit(max_steps=2, save_every_n=2, plot=False, tensorboard=True, eval_every=2)
+    gan.fit(max_steps=2, save_every_n=2, plot=False, tensorboard=True, evaluation=evaluation, eval_every=2)
     assert [row['step'] for row in gan.evaluations] == [2]
     figures = gan.evaluations[0]
     assert 0 <= figures['conditional_accuracy'] <= 1 and figures['frechet_distance'] > 0
-    gan.fit(max_steps=3, save_every_n=1, plot=False, eval_every=1, resume=True)
+    gan.fit(max_steps=3, save_every_n=1, plot=False, evaluation=evaluation, eval_every=1, resume=True)
     rows = (tmp_path / 'mnist' / 'evaluation.csv').read_text().splitlines()
     assert rows[0] == 'step,conditional_accuracy,frechet_distance,diversity_ratio'
     assert [row.split(',')[0] for row in rows[1:]] == ['2', '3']
@@ -242,11 +264,10 @@ def test_epoch_losses_are_the_means_of_their_steps(mnist, tmp_path):
 
 def test_every_epoch_has_a_new_order(dataset, tmp_path):
     """Bug 8: the original never reshuffled."""
-    gan = make_gan(dataset, tmp_path)
-    first, second = (np.concatenate(gan.epoch_batches(epoch, shuffle_seed=3)) for epoch in (0, 1))
+    first, second = (np.concatenate(epoch_batches(len(dataset.data), 8, 3, epoch)) for epoch in (0, 1))
     assert sorted(first) == sorted(second) == list(range(len(dataset.data)))
     assert not np.array_equal(first, second)
-    assert np.array_equal(first, np.concatenate(gan.epoch_batches(0, shuffle_seed=3)))
+    assert np.array_equal(first, np.concatenate(epoch_batches(len(dataset.data), 8, 3, 0)))
 
 
 def test_the_learning_rate_is_used(dataset, tmp_path):
@@ -272,7 +293,7 @@ def test_a_seed_makes_training_repeatable(dataset, tmp_path):
 def test_mixed_precision_keeps_float32_weights(dataset, tmp_path, precision):
     gan = trained(dataset, tmp_path, steps=2, precision=precision)
     assert np.all(np.isfinite(gan.step_losses))
-    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(gan.model_dir))
+    reader = tf.train.load_checkpoint(checkpoint_prefixes(gan.model_dir)[0])
     dtypes = reader.get_variable_to_dtype_map()
     assert {dtypes[name] for name in ORIGINAL_GENERATOR} == {tf.float32}
     images = gan.generate_new(target_class=3, rows=2, cols=2, plot=False)
@@ -284,36 +305,39 @@ def test_mixed_precision_keeps_float32_weights(dataset, tmp_path, precision):
 def test_the_training_graph_never_grows(dataset, tmp_path):
     """Bug 3: the original built a new generator for every sample grid."""
     gan = make_gan(dataset, tmp_path)
-    assert gan._build_training_graph().graph.finalized  # adding an op would raise
+    assert build_training_graph(gan.config, gan.settings).graph.finalized  # adding an op would raise
     gan.fit(max_steps=3, save_every_n=1, plot=False)
     assert {'samples_1.png', 'samples_2.png', 'samples_3.png'} <= set(os.listdir(gan.model_dir))
 
 
 def test_resume_continues_the_step_count(dataset, tmp_path):
     gan = trained(dataset, tmp_path, steps=2)
-    with pytest.raises(FileExistsError, match='fit\\(resume=True\\)'):
+    with pytest.raises(RunFolderError, match='fit\\(resume=True\\)'):
         make_gan(dataset, tmp_path).fit(max_steps=2, plot=False)
     again = make_gan(dataset, tmp_path)
     again.fit(max_steps=5, save_every_n=5, resume=True, plot=False)
     assert again.step_losses[:, 0].tolist() == [1, 2, 3, 4, 5]
     assert np.array_equal(again.step_losses[:2], gan.step_losses)
-    assert tf.train.latest_checkpoint(gan.model_dir).endswith('mnist-5')
-    with pytest.raises(FileNotFoundError, match='no checkpoint'):
+    assert checkpoint_prefixes(gan.model_dir)[0].endswith('mnist-5')
+    with pytest.raises(RunFolderError, match='no checkpoint'):
         make_gan(dataset, tmp_path, generator_name='new').fit(resume=True, plot=False)
 
 
 def test_resume_from_another_model_is_a_clear_error(dataset, tmp_path):
     trained(dataset, tmp_path, steps=1)
     bigger = make_gan(dataset, tmp_path, z_dim=10)
+    with pytest.raises(RunFolderError, match='other settings; resuming must keep them: z_dim 96 -> 10'):
+        bigger.fit(max_steps=2, resume=True, plot=False)
+    os.remove(tmp_path / 'mnist' / 'config.json')  # as in a run of the first version
     with pytest.raises(ValueError, match='does not fit this model'):
         bigger.fit(max_steps=2, resume=True, plot=False)
 
 
 def test_divergence_stops_with_the_step_and_keeps_the_good_checkpoint(dataset, tmp_path):
     gan = trained(dataset, tmp_path, steps=2)
-    with pytest.raises(FloatingPointError, match='diverged at step 3: D loss .*, G loss nan'):
+    with pytest.raises(FloatingPointError, match=r'diverged at step 3 \(D loss .*, G loss nan\); the newest checkpoint, mnist-2, is the last good one'):
         gan.fit(learning_rate=np.inf, max_steps=10, save_every_n=1, resume=True, plot=False)
-    assert tf.train.latest_checkpoint(gan.model_dir).endswith('mnist-2')
+    assert checkpoint_prefixes(gan.model_dir)[0].endswith('mnist-2')
     assert gan.fit(max_steps=3, save_every_n=1, resume=True, plot=False).shape == (1, 2)
 
 
@@ -331,7 +355,7 @@ gan = CGan(Dataset(images[:64], labels[:64], channels=1), batch_size=8, epochs=1
 gan.fit(save_every_n=100000, plot=False)
 print('returned after', len(gan.step_losses), 'steps')
 """
-    env = {**os.environ, 'PYTHONPATH': REPO, 'TF_CPP_MIN_LOG_LEVEL': '3'}
+    env = {**without_pythonpath(), 'TF_CPP_MIN_LOG_LEVEL': '3'}
     with open(tmp_path / 'stderr', 'w') as stderr, subprocess.Popen(
             [sys.executable, '-c', script], env=env, stdout=subprocess.PIPE, stderr=stderr,
             text=True) as child:
@@ -347,8 +371,11 @@ print('returned after', len(gan.step_losses), 'steps')
     assert child.returncode == 0, (tmp_path / 'stderr').read_text()[-2000:]
     steps = int(output.split('returned after')[1].split()[0])
     assert steps >= 1
-    assert tf.train.latest_checkpoint(str(tmp_path / 'mnist')).endswith(f'mnist-{steps}')
-    assert f'interrupted at step {steps}' in output
+    newest = checkpoint_prefixes(tmp_path / 'mnist')[0]
+    assert newest.endswith(f'mnist-{steps}')
+    assert tf.train.load_checkpoint(newest).get_tensor('global_step') == steps  # exactly the steps counted
+    said = 'interrupted' if stop_signal == signal.SIGINT else 'stopped by SIGTERM'
+    assert f'{said} at step {steps}: saving a checkpoint' in output
 
 
 def test_an_unlabeled_dataset_trains_a_plain_dcgan(mnist, tmp_path):
@@ -365,11 +392,11 @@ def test_generate_new_shapes_range_and_errors(dataset, tmp_path):
     assert images.shape == (100, 28, 28, 1)
     assert images.min() >= -1 and images.max() <= 1
     assert gan.generate_new(target_class=8, rows=1, cols=1, plot=False).shape == (1, 28, 28, 1)
-    with pytest.raises(ValueError, match=r'unknown class 10.*\[0, 1, 2, 3, 4, 5, 6, 7, 8, 9\]'):
+    with pytest.raises(ValueError, match=r'unknown class 10; this model knows 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 \(or -1'):
         gan.generate_new(target_class=10, plot=False)
     with pytest.raises(ValueError, match='rows and cols must be at least 1'):
         gan.generate_new(rows=0, plot=False)
-    with pytest.raises(FileNotFoundError, match='call fit'):
+    with pytest.raises(CheckpointError, match='call fit'):
         make_gan(dataset, tmp_path, generator_name='untrained').generate_new(plot=False)
 
 
@@ -391,7 +418,7 @@ def test_generation_uses_the_saved_moving_statistics(dataset, tmp_path):
     """Bug 6: the original never saved the moving statistics; ours generate with them, so an
     image depends on its z and class only, not on the batch around it."""
     gan = trained(dataset, tmp_path, steps=2)
-    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(gan.model_dir))
+    reader = tf.train.load_checkpoint(checkpoint_prefixes(gan.model_dir)[0])
     moving = [name for name in ORIGINAL_GENERATOR if name.endswith(MOVING)]
     assert all(reader.has_tensor(name) for name in moving)
     assert not np.allclose(reader.get_tensor('generator/batch_normalization/moving_mean'), 0)
@@ -433,7 +460,7 @@ def test_from_checkpoint_reads_an_original_checkpoint(tmp_path):
     assert images.shape == (9, 28, 28, 1) and np.all(np.abs(images) <= 1)
     with pytest.raises(ValueError, match='generator/dense/kernel: expected \\(101, 25088\\)'):
         CGan.from_checkpoint(str(tmp_path), classes=range(5))
-    with pytest.raises(FileNotFoundError, match='no checkpoint'):
+    with pytest.raises(CheckpointError, match='no checkpoint'):
         CGan.from_checkpoint(str(tmp_path / 'nowhere'))
 
 
@@ -500,3 +527,24 @@ def test_images_grid_pads_a_last_short_row(dataset, tmp_path):
     grid = gan.images_grid(images, 3)
     assert grid.shape == (8, 12) and grid.dtype == np.uint8
     assert grid.max() == 255 and np.all(grid[4:, 8:] == 0)
+
+
+def test_a_pickle_of_the_first_version_still_generates_the_same_images(tmp_path):
+    """tests/data/cgan_format1.pkl.gz was written by the first version's code (its class was
+    `cgan.CGan`, format 1): an 8x8 model of classes 3, 5, 7, with the images it generated."""
+    data = os.path.join(REPO, 'tests', 'data')
+    with gzip.open(os.path.join(data, 'cgan_format1.pkl.gz')) as f:
+        (tmp_path / 'old.pkl').write_bytes(f.read())
+    np.save(tmp_path / 'expected.npy', np.load(os.path.join(data, 'cgan_format1_class5_seed0.npy')))
+    check = """
+import numpy as np
+images = gan.generate_new(target_class=5, rows=2, cols=3, plot=False, seed=0)
+assert np.allclose(images, np.load('{folder}/expected.npy'), atol=1e-5), abs(images - np.load('{folder}/expected.npy')).max()
+print(gan.classes, gan.image_shape)
+"""
+    # The book's way, from the repository (its cgan.py), and condgan's loader from anywhere.
+    for cwd, load in ((REPO, "import pickle; gan = pickle.load(open('{folder}/old.pkl', 'rb'))"),
+                      (tmp_path, "from condgan.gan import load; gan = load('{folder}/old.pkl')")):
+        result = run_python((load + check).format(folder=tmp_path), cwd=cwd)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stdout.strip() == '[3, 5, 7] (8, 8, 1)'

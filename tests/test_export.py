@@ -52,7 +52,7 @@ np.save('eights.npy', model.signatures['generate_class'](class_index=tf.constant
     result = subprocess.run([sys.executable, '-c', script], cwd=elsewhere, capture_output=True,
                             text=True, timeout=120, env={**env, 'TF_CPP_MIN_LOG_LEVEL': '3'})
     assert result.returncode == 0, result.stderr[-3000:]
-    expected = gan._generation_session().run(np.concatenate([z, labels], axis=1))
+    expected = gan._generator().run(np.concatenate([z, labels], axis=1))
     assert np.allclose(np.load(elsewhere / 'images.npy'), expected, atol=1e-5)
     eights = np.load(elsewhere / 'eights.npy')
     assert eights.shape == (5, 28, 28, 1) and np.all(np.abs(eights) <= 1)

@@ -17,8 +17,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from condgan import datasets
-from condgan import recipes
+from condgan import commands, datasets, pictures, recipes
 
 REPO = Path(__file__).resolve().parents[1]
 SIDE = 28  # every dataset's images are 28x28
@@ -62,9 +61,10 @@ def gif_frames(path):
 
 
 def folder_state(folder):
-    """Every file under folder with its size and modification time."""
+    """Every file under folder with its size and modification time, but the run folders'
+    locks, which each command that checks a run takes (and writes its process id into)."""
     return {str(path.relative_to(folder)): (path.stat().st_size, path.stat().st_mtime_ns)
-            for path in sorted(Path(folder).rglob('*'))}
+            for path in sorted(Path(folder).rglob('*')) if path.name != '.lock'}
 
 
 @pytest.fixture(scope='module')
@@ -84,32 +84,34 @@ def test_mnist_run_leaves_every_output(mnist_run):
     image_size(mnist_run / 'losses.png')
     # Sample grids: 5 columns, one class per row, the first 10 classes.
     assert image_size(mnist_run / 'samples_3.png') == (5 * SIDE, 10 * SIDE)
-    assert image_size(mnist_run / 'classes.png') == (recipes.LABEL_WIDTH + recipes.CLASS_COLUMNS * SIDE,
+    assert image_size(mnist_run / 'classes.png') == (pictures.LABEL_WIDTH + pictures.CLASS_COLUMNS * SIDE,
                                                      10 * SIDE)
     frames, (width, _) = gif_frames(mnist_run / 'progress.gif')
-    assert frames == 2 and width == 5 * SIDE * recipes.PROGRESS_SCALE
+    assert frames == 2 and width == 5 * SIDE * pictures.PROGRESS_SCALE
     frames, (width, _) = gif_frames(mnist_run / 'interpolation.gif')
-    assert frames == recipes.INTERPOLATION_STEPS == 50
-    assert width == SIDE * recipes.INTERPOLATION_SCALE
+    assert frames == pictures.INTERPOLATION_STEPS == 50
+    assert width == SIDE * pictures.INTERPOLATION_SCALE
 
 
 def test_run_json_records_the_run(mnist_run):
     record = json.loads((mnist_run / 'run.json').read_text())
     assert record['recipe'] == 'mnist' and record['dataset'] == 'mnist'
-    assert record['steps'] == 3
-    arguments = record['arguments']
+    assert record['steps'] == 3 and record['seed'] == 0
+    [session] = record['sessions']
+    arguments = session['arguments']
     assert (arguments['epochs'], arguments['z_dim'], arguments['learning_rate'], arguments['beta1']) == \
         (16, 96, 0.0002, 0.35)  # the book's, untouched by the flags
     assert (arguments['max_steps'], arguments['batch_size'], arguments['seed'], arguments['resume']) == \
         (3, 8, 0, False)
-    assert record['versions']['tensorflow'] == tf.__version__
-    assert record['data']['classes'] == list(datasets.MNIST_LABELS)
+    assert session['versions']['tensorflow'] == tf.__version__
+    assert record['data']['classes'] == list(range(10))
+    assert record['data']['class_names'] == list(datasets.MNIST_LABELS)
     checksums = record['data']['sha256']
     assert sorted(Path(path).name for path in checksums) == ['train-images-idx3-ubyte.gz',
                                                              'train-labels-idx1-ubyte.gz']
     for path, digest in checksums.items():
         assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == digest
-    assert record['wall_time_seconds'] >= record['training_seconds'] > 0
+    assert session['reached_step'] == 3 and session['seconds'] > 0
 
 
 def test_the_pickle_generates(mnist_run):
@@ -127,9 +129,9 @@ def test_fashion_and_emnist_recipes(name, class_names, tmp_path):
     run_dir = train(name, tmp_path, '--max-steps', '1', '--save-every', '1')
     record = json.loads((run_dir / 'run.json').read_text())
     assert record['recipe'] == name and record['steps'] == 1
-    assert record['arguments']['epochs'] == recipes.RECIPES[name].epochs
-    assert tuple(record['data']['classes']) == class_names
-    assert image_size(run_dir / 'classes.png') == (recipes.LABEL_WIDTH + recipes.CLASS_COLUMNS * SIDE,
+    assert record['sessions'][0]['arguments']['epochs'] == recipes.RECIPES[name].epochs
+    assert tuple(record['data']['class_names']) == class_names
+    assert image_size(run_dir / 'classes.png') == (pictures.LABEL_WIDTH + pictures.CLASS_COLUMNS * SIDE,
                                                    len(class_names) * SIDE)
     assert gif_frames(run_dir / 'progress.gif')[0] == 1
     assert gif_frames(run_dir / 'interpolation.gif')[0] == 50
@@ -139,10 +141,10 @@ def test_fashion_and_emnist_recipes(name, class_names, tmp_path):
 
 def test_resume_continues_the_run(mnist_run, tmp_path):
     shutil.copytree(mnist_run, tmp_path / 'mnist')
-    recipes.main('mnist', ['--out-dir', str(tmp_path), '--resume', '--max-steps', '4',
+    commands.train_recipe('mnist', ['--out-dir', str(tmp_path), '--resume', '--max-steps', '4',
                            '--save-every', '2', *FAST_RUN, *data_dir_flag('mnist')])
     record = json.loads((tmp_path / 'mnist' / 'run.json').read_text())
-    assert record['steps'] == 4 and record['arguments']['resume']
+    assert record['steps'] == 4 and record['sessions'][-1]['arguments']['resume']
     losses = np.loadtxt(tmp_path / 'mnist' / 'losses.csv', delimiter=',', skiprows=1)
     assert losses[:, 0].tolist() == [1, 2, 3, 4]
     assert gif_frames(tmp_path / 'mnist' / 'progress.gif')[0] == 3  # steps 2, 3 and 4
@@ -161,7 +163,7 @@ def test_generate_writes_a_png_grid_and_the_array(mnist_run, tmp_path):
 
 def test_generate_all_classes(mnist_run, tmp_path):
     output = tmp_path / 'all.png'
-    recipes.generate_main(['generate', str(mnist_run / 'mnist.pkl'), '--target-class', '-1',
+    commands.main(['generate', str(mnist_run / 'mnist.pkl'), '--target-class', '-1',
                            '--rows', '10', '--cols', '4', '-o', str(output)])
     assert image_size(output) == (4 * SIDE, 10 * SIDE)
     assert not (tmp_path / 'all.npy').exists()
@@ -199,21 +201,21 @@ def run_refused(capsys, call, fragment):
 
 def test_an_existing_run_is_not_overwritten(mnist_run, capsys):
     before = folder_state(mnist_run)
-    run_refused(capsys, lambda: recipes.main('mnist', ['--out-dir', str(mnist_run.parent), *FAST_RUN,
+    run_refused(capsys, lambda: commands.train_recipe('mnist', ['--out-dir', str(mnist_run.parent), *FAST_RUN,
                                                        *data_dir_flag('mnist')]),
-                'already holds a training run: continue it with --resume')
+                r'already holds a training run \(config.json, mnist-2.index, mnist-3.index\): continue it with --resume')
     assert folder_state(mnist_run) == before
 
 
 def test_another_recipes_run_is_refused(mnist_run, tmp_path, capsys):
     shutil.copytree(mnist_run, tmp_path / 'zalando')
     before = folder_state(tmp_path)
-    run_refused(capsys, lambda: recipes.main('zalando', ['--out-dir', str(tmp_path), '--resume']),
-                "holds a model of the 'mnist' recipe, not 'zalando'")
+    run_refused(capsys, lambda: commands.train_recipe('zalando', ['--out-dir', str(tmp_path), '--resume']),
+                "holds a run of the 'mnist' recipe, not 'zalando'")
     assert folder_state(tmp_path) == before
     (tmp_path / 'zalando' / 'run.json').write_text('[]')
-    run_refused(capsys, lambda: recipes.main('zalando', ['--out-dir', str(tmp_path), '--resume']),
-                'run.json is not a run record')
+    run_refused(capsys, lambda: commands.train_recipe('zalando', ['--out-dir', str(tmp_path), '--resume']),
+                r'run.json is not a run record \(expected a JSON object\)')
 
 
 def test_resuming_another_model_is_refused(mnist_run, tmp_path, capsys):
@@ -221,36 +223,36 @@ def test_resuming_another_model_is_refused(mnist_run, tmp_path, capsys):
     shutil.copytree(mnist_run, tmp_path / 'emnist')
     (tmp_path / 'emnist' / 'run.json').unlink()
     before = folder_state(tmp_path)
-    run_refused(capsys, lambda: recipes.main('emnist', ['--out-dir', str(tmp_path), '--resume',
+    run_refused(capsys, lambda: commands.train_recipe('emnist', ['--out-dir', str(tmp_path), '--resume',
                                                         *FAST_RUN, *data_dir_flag('emnist')]),
-                '--resume: the checkpoint .* does not fit this model')
+                'was trained with other settings; resuming must keep them: classes')
     assert folder_state(tmp_path) == before
 
 
 def test_resume_without_a_checkpoint_is_refused(tmp_path, capsys):
-    run_refused(capsys, lambda: recipes.main('mnist', ['--out-dir', str(tmp_path), '--resume',
+    run_refused(capsys, lambda: commands.train_recipe('mnist', ['--out-dir', str(tmp_path), '--resume',
                                                        *data_dir_flag('mnist')]),
-                '--resume, but .*mnist holds no checkpoint')
+                'mnist holds no checkpoint to resume')
     assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_data_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv('CGAN_DATA_DIR', str(tmp_path))
-    run_refused(capsys, lambda: recipes.main('mnist', ['--out-dir', str(tmp_path / 'out')]),
+    run_refused(capsys, lambda: commands.train_recipe('mnist', ['--out-dir', str(tmp_path / 'out')]),
                 'train-images-idx3-ubyte.gz is missing')
     assert not (tmp_path / 'out').exists()
 
 
 @pytest.mark.parametrize('arguments, fragment', [
-    (['{tmp}/nope.pkl'], 'no model file .*nope.pkl'),
+    (['{tmp}/nope.pkl'], 'no model .*nope.pkl: expected a pickled CGan or a run folder'),
     (['{run}/run.json'], 'run.json is not a readable pickled CGan'),
-    (['{run}/mnist.pkl', '--target-class', '10'], r'unknown class 10; this model knows \[0, 1,'),
+    (['{run}/mnist.pkl', '--target-class', '10'], r"unknown class '10'; this model knows 0, 1,"),
     (['{run}/mnist.pkl', '--rows', '0'], 'argument --rows: must be at least 1'),
     (['{run}/mnist.pkl', '-o', '{tmp}/nowhere/x.png'], '-o .*x.png: no folder'),
 ])
 def test_generate_errors_are_one_line(mnist_run, tmp_path, capsys, arguments, fragment):
     arguments = [argument.format(run=mnist_run, tmp=tmp_path) for argument in arguments]
     # A later -o (the last case's) wins over this first one.
-    run_refused(capsys, lambda: recipes.generate_main(['generate', '-o', str(tmp_path / 'x.png'), *arguments]),
+    run_refused(capsys, lambda: commands.main(['generate', '-o', str(tmp_path / 'x.png'), *arguments]),
                 fragment)
     assert not list(tmp_path.rglob('*.png'))

@@ -1,0 +1,105 @@
+"""A model folder's checkpoints: found by their files wherever the folder now lives, read with
+a fallback past damaged ones, and pruned to a fixed number.
+
+TensorFlow's `checkpoint` file records absolute paths, so a folder that was moved, copied or
+fetched from another machine looked empty to `tf.train.latest_checkpoint`, and checkpoints of
+earlier sessions dropped out of it and were never deleted. Here the files themselves are the
+record: every `<name>-<step>.index` in the folder is a checkpoint.
+"""
+import os
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from condgan.model import check_weights
+
+
+class CheckpointError(ValueError):
+    """No usable checkpoint: none at all, or every one damaged or of another model."""
+
+
+def checkpoint_prefixes(model_dir):
+    """The checkpoints in `model_dir`, newest first: paths without the `.index` suffix.
+
+    Ordered by the step in their names (`mnist-1200`), then by time for names without one
+    (the original's code could save without a step).
+    """
+    folder = Path(model_dir)
+    if not folder.is_dir():
+        return []
+    indexes = [path for path in folder.iterdir() if path.name.endswith('.index') and path.is_file()]
+
+    def age(path):
+        step = re.search(r'-(\d+)\.index$', path.name)
+        return (int(step[1]) if step else -1, path.stat().st_mtime)
+    return [str(path)[:-len('.index')] for path in sorted(indexes, key=age, reverse=True)]
+
+
+def checkpoint_step(prefix):
+    step = re.search(r'-(\d+)$', prefix)
+    return int(step[1]) if step else 0
+
+
+def first_readable(model_dir, read):
+    """`read(prefix)` of the newest checkpoint it succeeds on, and that prefix.
+
+    A damaged checkpoint (truncated or missing data file) is named on stderr and passed
+    over for the one before it; `ValueError` (a checkpoint of another model) stops at once.
+    """
+    prefixes = checkpoint_prefixes(model_dir)
+    if not prefixes:
+        raise CheckpointError(f"{model_dir} holds no checkpoint (no *.index file)")
+    damaged = []
+    for prefix in prefixes:
+        try:
+            return read(prefix), prefix
+        except (tf.errors.OpError, OSError) as error:
+            damaged.append(os.path.basename(prefix))
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            print(f"warning: checkpoint {prefix} is damaged ({reason}); trying an earlier one",
+                  file=sys.stderr)
+    raise CheckpointError(f"every checkpoint in {model_dir} is damaged: {', '.join(damaged)}")
+
+
+def read_tensors(prefix, names):
+    """{name: array} of a checkpoint's tensors, each read whole (so truncation shows here)."""
+    reader = tf.train.load_checkpoint(prefix)
+    return {name: reader.get_tensor(name) for name in names}
+
+
+def stored_shapes(prefix):
+    return tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+
+
+def read_generator_weights(model_dir, shapes):
+    """The generator weights of the newest readable checkpoint in `model_dir`, whether it is
+    the original code's kind, and its prefix.
+
+    The original saved trainable variables only; their moving statistics are then set to
+    0 and 1 (unused: such a model generates with batch statistics, as the original did).
+    """
+    def read(prefix):
+        stored = stored_shapes(prefix)
+        weights = read_tensors(prefix, [name for name in shapes if name in stored])
+        missing_moving = [name for name in shapes if name not in stored
+                          and name.endswith(('moving_mean', 'moving_variance'))]
+        for name in missing_moving:
+            weights[name] = (np.zeros if name.endswith('moving_mean') else np.ones)(shapes[name], np.float32)
+        check_weights(weights, shapes)
+        return weights, bool(missing_moving)
+
+    (weights, legacy), prefix = first_readable(model_dir, read)
+    return weights, legacy, prefix
+
+
+def prune(model_dir, keep):
+    """Delete all but the `keep` newest checkpoints, and the half-written files of saves
+    that a crash or a full disk interrupted (TensorFlow writes `*.tempstate*`, then renames)."""
+    for prefix in checkpoint_prefixes(model_dir)[keep:]:
+        for path in Path(prefix).parent.glob(Path(prefix).name + '.*'):
+            path.unlink()
+    for path in Path(model_dir).glob('*.tempstate*'):
+        path.unlink()

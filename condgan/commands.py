@@ -1,0 +1,285 @@
+"""The command line: the recipes (`run_*.py`) and `python cgan.py generate|export|evaluate|synthesize`.
+
+    python run_mnist.py --max-steps 300            # a quick look at the MNIST recipe
+    python cgan.py generate runs/mnist --target-class 8 -o eights.png
+
+A run leaves in `<out-dir>/<recipe>/`: `run.json` and `config.json` before the first step,
+then checkpoints, `losses.csv` and `samples_<step>.png` as it trains, and at the end
+`<recipe>.pkl`, `losses.png`, `classes.png`, `interpolation.gif` and `progress.gif`.
+Every refusal and fault is one line on stderr with a non-zero exit, and leaves the run
+folder as it was. TensorFlow is imported only once the arguments are known to be good.
+"""
+import argparse
+import datetime
+import errno
+import os
+import pickle
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from condgan import datasets, pictures
+from condgan.recipes import OneLineErrorParser, RECIPES, positive_int, sha256, training_parser
+from condgan.runs import (RunFolderError, RunLock, fresh_seed, read_json, removed_unless_checkpointed,
+                          run_files, saved_seed, write_json)
+
+MAX_GENERATED = 10_000  # images one `generate` draws at most (a PNG grid of 10,000 is 80 MB of pixels)
+
+
+class CommandError(Exception):
+    """A fault to report as one line, with the exit status it calls for."""
+
+    def __init__(self, message, status=2):
+        super().__init__(message)
+        self.status = status
+
+
+def one_line_errors(prog, run):
+    """Run `run()`; a known fault becomes one line on stderr and an exit status, never a traceback."""
+    import tensorflow as tf  # its errors are what a full disk or a damaged file raise
+    from condgan.checkpoints import CheckpointError
+    from condgan.training import TrainingDiverged
+    try:
+        return run()
+    except CommandError as error:
+        fail(prog, str(error), error.status)
+    except (RunFolderError, CheckpointError, datasets.DataError) as error:
+        fail(prog, str(error), 2)
+    except TrainingDiverged as error:
+        fail(prog, str(error), 1)
+    except KeyboardInterrupt as error:
+        fail(prog, f'interrupted: {error or "nothing was saved"}', 130)
+    except tf.errors.ResourceExhaustedError as error:
+        fail(prog, f'out of disk space or memory: {first_line(error)}', 1)
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            fail(prog, f'out of disk space writing {error.filename or "the run"}', 1)
+        fail(prog, f'{error.filename + ": " if error.filename else ""}{error.strerror or error}', 1)
+    except tf.errors.OpError as error:
+        fail(prog, f'TensorFlow: {first_line(error)}', 1)
+
+
+def fail(prog, message, status):
+    print(f'{prog}: error: {message}', file=sys.stderr)
+    sys.exit(status)
+
+
+def first_line(error):
+    text = getattr(error, 'message', None) or str(error)
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+
+
+# ----------------------------------------------------------------- training a recipe
+
+def train_recipe(name, argv=None):
+    """Train recipe `name` as the command line (or `argv`) asks, then leave its pictures."""
+    recipe = RECIPES[name]
+    options = training_parser(name, recipe).parse_args(argv)
+    run_dir = Path(options.out_dir) / name
+    one_line_errors(f'run_{name}.py', lambda: train_locked(name, recipe, options, run_dir))
+
+
+def train_locked(name, recipe, options, run_dir):
+    started = time.monotonic()
+    with RunLock(run_dir) as lock, removed_unless_checkpointed(lock):
+        record = starting_record(name, run_dir, options)
+        seed = run_seed(options, run_dir)
+        try:
+            images, labels = recipe.load('train', data_dir=options.data_dir)
+            class_names = recipe_class_names(name, recipe, options.data_dir, labels)
+        except OSError as error:  # missing, unreadable or undownloadable data
+            raise CommandError(str(error)) from None
+        if not options.resume:
+            data_files = datasets.data_files(recipe.dataset, 'train', options.data_dir)
+            record.update(seed=seed, data={'images': len(images), 'classes': np.unique(labels).tolist(),
+                                'class_names': class_names,
+                                'sha256': {str(path): sha256(path) for path in data_files}})
+            write_json(run_dir / 'run.json', record)
+
+        from condgan.gan import CGan  # TensorFlow: seconds to import
+        from condgan.training import RunFinished
+        gan = CGan(datasets.Dataset(images, labels, channels=1, seed=seed),
+                   epochs=options.epochs, batch_size=options.batch_size, z_dim=options.z_dim,
+                   generator_name=name, learning_rate=options.learning_rate, beta1=options.beta1,
+                   out_dir=options.out_dir, seed=seed, class_names=class_names)
+        try:
+            gan.fit(options.learning_rate, options.beta1, resume=options.resume,
+                    save_every_n=options.save_every, max_steps=options.max_steps)
+        except RunFinished as finished:
+            print(f'{name}: {finished}')
+            return
+        training_seconds = time.monotonic() - started
+        leave_pictures(gan, name, run_dir, seed)
+        steps = int(gan.step_losses[-1, 0])
+        record['sessions'][-1].update(reached_step=steps, seconds=round(training_seconds, 1))
+        record.update(steps=steps, finished=now())
+        write_json(run_dir / 'run.json', record)
+    print(f'{recipe.title}: step {steps} after {training_seconds / 60:.1f} min; see {run_dir}/ '
+          f'(classes.png, progress.gif, interpolation.gif, losses.png, {name}.pkl, run.json)')
+
+
+def starting_record(name, run_dir, options):
+    """The run's record (run.json): a new one, or for --resume the run's own, with this
+    session added. A folder of another recipe, or a run without --resume, is refused
+    before anything is read or written."""
+    record_path = run_dir / 'run.json'
+    record = read_json(record_path) if record_path.exists() else {'recipe': name}
+    if record.get('recipe') != name:
+        raise RunFolderError(f'{run_dir} holds a run of the {record.get("recipe")!r} recipe, not '
+                             f'{name!r}: choose another --out-dir')
+    taken = run_files(run_dir) + (['run.json'] if record_path.exists() else [])
+    if taken and not options.resume:
+        raise RunFolderError(f'{run_dir} already holds a training run ({", ".join(taken[:3])}): '
+                             f'continue it with --resume, or choose another --out-dir')
+    if not options.resume:
+        record.update(dataset=RECIPES[name].dataset, started=now())
+    session = {'started': now(), 'arguments': vars(options), 'versions': versions()}
+    record['sessions'] = record.get('sessions', []) + [session]
+    return record
+
+
+def run_seed(options, run_dir):
+    """--seed, else the resumed run's own, else a fresh one: the data order, weights, z and
+    dropout of a resumed run are then those of the run it continues."""
+    if options.seed is not None:
+        return options.seed
+    saved = saved_seed(run_dir) if options.resume else None
+    return fresh_seed() if saved is None else saved
+
+
+def recipe_class_names(name, recipe, data_dir, labels):
+    """The name of each class in the data, by its label value; data with labels that are
+    not the recipe's classes is refused."""
+    names = list(recipe.class_names(data_dir))
+    unknown = sorted(set(np.unique(labels).tolist()) - set(range(len(names))))
+    if unknown:
+        raise CommandError(f'the {name} data holds label {unknown[0]}, which is not one of the '
+                           f'recipe\'s classes 0 to {len(names) - 1}')
+    return [names[value] for value in np.unique(labels).tolist()]
+
+
+def leave_pictures(gan, name, run_dir, seed):
+    """The pickle, classes.png, interpolation.gif and progress.gif of a trained model."""
+    pictures.write_atomically(run_dir / f'{name}.pkl', lambda f: pickle.dump(gan, f))
+    rows = gan.generate_new(target_class=-1, rows=gan.num_classes, cols=pictures.CLASS_COLUMNS,
+                            plot=False, seed=seed)
+    pictures.save_classes_png(rows, gan.class_names, run_dir / 'classes.png')
+    if gan.num_classes > 1:
+        first, last = gan.classes[0], gan.classes[-1]
+        pictures.save_interpolation_gif(gan.interpolate(first, last, pictures.INTERPOLATION_STEPS, seed),
+                                        gan.class_names[0], gan.class_names[-1], run_dir / 'interpolation.gif')
+    pictures.save_progress_gif(run_dir, run_dir / 'progress.gif')
+
+
+def versions():
+    import tensorflow as tf
+    return {'python': platform.python_version(), 'tensorflow': tf.__version__, 'numpy': np.__version__}
+
+
+def now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+
+
+# ----------------------------------------------------------------- using a trained model
+
+def load_model(path):
+    """A CGan from a pickle or a run folder (its newest intact checkpoint), wherever it lives."""
+    from condgan.gan import CGan, load
+    path = Path(path)
+    if not path.exists():
+        raise CommandError(f'no model {path}: expected a pickled CGan or a run folder')
+    if path.is_dir():
+        pickled = sorted(path.glob('*.pkl'))
+        return load(pickled[0]) if pickled else CGan.from_checkpoint(str(path))
+    return load(path)
+
+
+def generate(options):
+    output = Path(options.output)
+    if output.is_dir():
+        raise CommandError(f'-o {output} is a folder: name the PNG file to write')
+    if not output.parent.is_dir():
+        raise CommandError(f'-o {output}: no folder {output.parent}')
+    if options.rows * options.cols > MAX_GENERATED:
+        raise CommandError(f'--rows x --cols is {options.rows * options.cols} images; at most '
+                           f'{MAX_GENERATED} are drawn at once')
+    try:
+        gan = load_model(options.model)
+        target_class = class_value(gan, options.target_class)
+        images = gan.generate_new(target_class, options.rows, options.cols, plot=False, seed=options.seed)
+    except ValueError as error:  # an unknown class, a damaged or foreign model
+        raise CommandError(str(error)) from None
+    pictures.save_png(pictures.images_grid(images, options.cols), output)
+    written = [str(output)]
+    if options.npy:
+        pictures.write_atomically(output.with_suffix('.npy'), lambda f: np.save(f, images))
+        written.append(str(output.with_suffix('.npy')))
+    print(f'{len(images)} images: {", ".join(written)}')
+
+
+def class_value(gan, text):
+    """A --target-class as the model knows it: -1, a class value, or a class name (EMNIST 'A')."""
+    if text == '-1':
+        return -1
+    for value, name in zip(gan.classes, gan.class_names):
+        if text in (str(value), name):
+            return value
+    return gan.class_position(text)  # raises the error that lists the classes
+
+
+def export(options):
+    from condgan.export import export_saved_model
+    try:
+        export_saved_model(load_model(options.model), options.folder)
+    except (ValueError, FileExistsError) as error:
+        raise CommandError(str(error)) from None
+    print(f'SavedModel: {options.folder}')
+
+
+def main(argv=None):
+    """`python cgan.py COMMAND ...`."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = command_parser()
+    if argv and argv[0] in ('evaluate', 'synthesize'):  # their own parsers, in their modules
+        import importlib
+        return importlib.import_module(f'condgan.{argv[0]}').main(argv[1:])
+    options = parser.parse_args(argv)
+    one_line_errors(f'cgan.py {options.command}', lambda: options.run(options))
+
+
+def command_parser():
+    parser = OneLineErrorParser(prog='cgan.py', description='Use a trained CGan.')
+    commands = parser.add_subparsers(dest='command', required=True,
+                                     metavar='{generate,export,evaluate,synthesize}')
+    model_help = ('a pickled CGan (such as runs/mnist/mnist.pkl, written by run_mnist.py) or a run '
+                  'folder (such as runs/mnist); a pickle can run code when loaded: load only your own')
+    generate_command = commands.add_parser(
+        'generate', help='draw new images into a PNG grid',
+        description='Draw rows x cols new images with a trained CGan into a PNG grid.')
+    generate_command.add_argument('model', help=model_help)
+    generate_command.add_argument('--target-class', default='-1',
+                                  help='the class to draw, by value or name (8, A, T-shirt/top); -1 '
+                                       '(default) draws one class per row, in class order')
+    generate_command.add_argument('--rows', type=positive_int, default=5, help='grid rows (default: 5)')
+    generate_command.add_argument('--cols', type=positive_int, default=5, help='grid columns (default: 5)')
+    generate_command.add_argument('-o', '--output', default='generated.png',
+                                  help='the PNG grid to write (default: generated.png)')
+    generate_command.add_argument('--npy', action='store_true',
+                                  help='also write the images as a float32 array (rows*cols, H, W, C) '
+                                       'in [-1, 1]: the output path with the suffix .npy')
+    generate_command.add_argument('--seed', type=int, help='fixes z, so the same images come again')
+    generate_command.set_defaults(run=generate)
+
+    export_command = commands.add_parser(
+        'export', help='write the generator as a TensorFlow SavedModel',
+        description='Write the generator as a TensorFlow SavedModel, for code that knows '
+                    'nothing of this project (see condgan/export.py).')
+    export_command.add_argument('model', help=model_help)
+    export_command.add_argument('folder', help='the new folder to write')
+    export_command.set_defaults(run=export)
+    commands.add_parser('evaluate', help='how good a generator is: python cgan.py evaluate --help')
+    commands.add_parser('synthesize', help='a generated dataset in IDX files: python cgan.py synthesize --help')
+    return parser

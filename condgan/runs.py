@@ -1,0 +1,122 @@
+"""A run folder as a unit that no command can damage: its lock, its files, its record.
+
+No TensorFlow here: the commands check a folder before they load it.
+"""
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from condgan.pictures import write_atomically
+
+CONFIG_FILE = 'config.json'  # the model and training settings, written before the first step
+LOCK_FILE = '.lock'
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be used as asked: locked, taken, or inconsistent."""
+
+
+def run_files(folder):
+    """The files in `folder` that belong to a trained model: checkpoints, pickles, its config."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(path.name for path in folder.iterdir()
+                  if path.name.endswith(('.index', '.pkl')) or path.name == CONFIG_FILE)
+
+
+class RunLock:
+    """An exclusive lock on a run folder, held while a process trains or writes into it.
+
+    It is an flock on `<folder>/.lock`: the operating system releases it when the holder
+    exits, however it exits (kill -9 included), so a crash never leaves a folder locked.
+    The same process may take it again (the recipe command holds it around `CGan.fit`).
+    """
+    _held = {}  # real path -> [file, depth], for this process
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.created = None  # the outermost folder that taking the lock made, if any
+
+    def __enter__(self):
+        key = os.path.realpath(self.folder)
+        missing = [path for path in [self.folder, *self.folder.parents] if not path.exists()]
+        self.created = missing[-1] if missing else None
+        if key in RunLock._held:
+            RunLock._held[key][1] += 1
+            return self
+        self.folder.mkdir(parents=True, exist_ok=True)
+        lock_file = open(self.folder / LOCK_FILE, 'a+')
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            lock_file.seek(0)
+            holder = lock_file.read().strip() or 'another process'
+            lock_file.close()
+            if error.errno in (errno.EAGAIN, errno.EACCES):
+                raise RunFolderError(f"{self.folder} is in use by {holder}: wait for it to end, "
+                                     f"or choose another folder") from None
+            raise
+        lock_file.truncate(0)
+        lock_file.write(f'process {os.getpid()}\n')
+        lock_file.flush()
+        RunLock._held[key] = [lock_file, 1]
+        return self
+
+    def __exit__(self, *exc):
+        key = os.path.realpath(self.folder)
+        RunLock._held[key][1] -= 1
+        if RunLock._held[key][1] == 0:
+            RunLock._held.pop(key)[0].close()  # closing the file releases the lock
+
+
+def fresh_seed():
+    """A seed for a run that was given none; it is recorded, so a resume repeats it."""
+    return int(np.random.SeedSequence().entropy % 2**31)
+
+
+def saved_seed(folder):
+    """The seed that the run in `folder` trained with, if it recorded one."""
+    path = Path(folder) / CONFIG_FILE
+    return read_json(path).get('training', {}).get('seed') if path.exists() else None
+
+
+def write_json(path, record):
+    """A JSON file written whole or not at all."""
+    text = json.dumps(record, indent=2) + '\n'
+    write_atomically(path, lambda f: f.write(text.encode()))
+
+
+def read_json(path):
+    """A JSON record, or a RunFolderError that names the file and what is wrong with it."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunFolderError(f"{path} is not a readable JSON record ({error})") from None
+    if not isinstance(record, dict):
+        raise RunFolderError(f"{path} is not a run record (expected a JSON object)")
+    return record
+
+
+@contextlib.contextmanager
+def removed_unless_checkpointed(lock):
+    """On a failure before the first checkpoint, remove what the run wrote into the folder
+    of `lock` (a RunLock held), so that it is as it was and the same command can start again."""
+    folder = lock.folder
+    before = set(os.listdir(folder))
+    try:
+        yield
+    except BaseException:
+        if folder.is_dir() and not any(name.endswith('.index') for name in os.listdir(folder)):
+            for name in set(os.listdir(folder)) - before - {LOCK_FILE}:
+                path = folder / name
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+            if lock.created and set(os.listdir(folder)) <= {LOCK_FILE}:
+                shutil.rmtree(lock.created)
+        raise

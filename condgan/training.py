@@ -1,0 +1,471 @@
+"""Training the two networks: the training graph, the loop, checkpoints, the loss history,
+TensorBoard events and stopping on Ctrl-C or SIGTERM.
+
+A run is exactly repeatable and exactly resumable on a CPU: the batch order comes from the
+seed and the epoch, z and the dropout masks from the seed and the step (stateless random
+ops), and the checkpoint holds every variable, the optimizers' included. So a run that is
+interrupted, however often and however (Ctrl-C, SIGTERM, kill -9), then resumed, ends with
+the same losses and weights as one that never stopped.
+"""
+import contextlib
+import csv
+import io
+import os
+import signal
+import threading
+import time
+import types
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm  # tqdm.auto wants ipywidgets in Jupyter; text bars work everywhere
+
+from condgan import checkpoints
+from condgan.generation import generator_inputs, grid_layout, session_config
+from condgan.model import (COMPUTE_DTYPES, discriminator, discriminator_loss, generator,
+                           generator_loss, generator_variables, label_planes)
+from condgan.pictures import save_png, images_grid, show_in_notebook, write_atomically
+from condgan.runs import (CONFIG_FILE, RunFolderError, RunLock, fresh_seed, read_json,
+                          removed_unless_checkpointed, run_files, saved_seed, write_json)
+
+tf1 = tf.compat.v1
+
+EVALUATION_FIGURES = ('conditional_accuracy', 'frechet_distance', 'diversity_ratio')
+SAMPLE_COLUMNS = 5   # sample grids: 5 images of each of the first 10 classes, same z all run
+# Settings a resumed run may change: how long it goes on and how it computes, not what.
+RESUMABLE_CHANGES = ('epochs', 'learning_rate', 'precision', 'xla', 'max_to_keep')
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    epochs: int = 1
+    batch_size: int = 32
+    learning_rate: float = 0.001   # Adam, both networks
+    beta1: float = 0.35            # Adam's first-moment decay
+    seed: int = None               # batch order, initial weights, z and dropout; None:
+                                   # the resumed run's own, or a fresh one
+    precision: str = 'float32'     # a key of model.COMPUTE_DTYPES
+    xla: bool = False              # compile the training step with XLA
+    max_to_keep: int = 5           # checkpoints kept in the model folder
+
+
+class TrainingDiverged(FloatingPointError):
+    """A loss that is no longer a number; the newest checkpoint is the last good one."""
+
+
+class RunFinished(RunFolderError):
+    """A resumed run that had already trained every step it was asked for."""
+
+
+# ----------------------------------------------------------------- the training graph
+
+def build_training_graph(config, settings, max_value=255):
+    """The graph of one training step: a D update, then a G update, as one op.
+
+    It is fed uint8 images, their class positions and the step number; it scales the
+    images, draws z and the dropout masks from (seed, step), and builds the label planes.
+    The original ran the G update in a second `session.run`, after the D update, so the
+    generator learned against the updated discriminator. Here the G loss is the
+    discriminator read again after its update (control dependency), on the same fakes:
+    the generator's forward pass is shared by both updates instead of run twice.
+    """
+    height, width, channels = config.image_shape
+    compute_dtype = COMPUTE_DTYPES[settings.precision]
+    graph = tf.Graph()
+    with graph.as_default():
+        tf1.set_random_seed(settings.seed)  # the initial weights
+        real_images_uint8 = tf1.placeholder(tf.uint8, (None, height, width, channels), 'real_images_uint8')
+        class_index = tf1.placeholder(tf.int32, (None,), 'class_index')
+        step = tf1.placeholder(tf.int64, (), 'step')
+        learning_rate = tf1.placeholder_with_default(tf.constant(settings.learning_rate, tf.float32), (),
+                                                     'learning_rate')
+        batch = tf.shape(real_images_uint8)[0]
+        step_seed = tf.stack([tf.constant(settings.seed, tf.int64), step])
+
+        def stream(number):  # an independent random stream of this step
+            return tf.random.experimental.stateless_fold_in(step_seed, number)
+
+        # The original scaled batches to [-0.5, 0.5], then doubled them to tanh's [-1, 1].
+        real_images = (tf.cast(real_images_uint8, tf.float32) / max_value - 0.5) * 2
+        z = tf.random.stateless_uniform((batch, config.z_dim), stream(0), -1.0, 1.0)  # [batch, z_dim]
+        planes = None
+        if config.num_classes:
+            one_hot = tf.one_hot(class_index, config.num_classes)             # [batch, K]
+            z = tf.concat([z, one_hot], axis=1)                               # [batch, z_dim + K]
+            planes = label_planes(one_hot, height, width)                     # [batch, H, W, K]
+
+        with tf.xla.experimental.jit_scope(compile_ops=settings.xla):
+            fake_images = generator(config, z, True, stream(1), compute_dtype)
+            real_logits = discriminator(config, real_images, planes, stream(2), compute_dtype)
+            fake_logits = discriminator(config, fake_images, planes, stream(3), compute_dtype)
+            d_loss = discriminator_loss(real_logits, fake_logits, config.smooth)
+
+            variables = tf1.trainable_variables()
+            d_vars = [v for v in variables if v.name.startswith('discriminator/')]
+            g_vars = [v for v in variables if v.name.startswith('generator/')]
+            global_step = tf1.train.get_or_create_global_step()
+            # Batch-norm moving statistics of both networks, from the passes above.
+            with tf.control_dependencies(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)):
+                d_train = adam(learning_rate, settings).minimize(d_loss, var_list=d_vars)
+            with tf.control_dependencies([d_train]):
+                g_loss = generator_loss(discriminator(config, fake_images, planes, stream(4), compute_dtype))
+                train_step = adam(learning_rate, settings).minimize(g_loss, var_list=g_vars,
+                                                                    global_step=global_step)
+
+        # For TensorBoard: the losses, and how sure D is that real and fake images are real.
+        tf1.summary.scalar('loss/discriminator', d_loss)
+        tf1.summary.scalar('loss/generator', g_loss)
+        tf1.summary.scalar('discriminator_output/real', tf.reduce_mean(tf.sigmoid(real_logits)))
+        tf1.summary.scalar('discriminator_output/fake', tf.reduce_mean(tf.sigmoid(fake_logits)))
+        # Built once here, not at every sample grid (the original's graph grew all along).
+        sample_z = tf1.placeholder(tf.float32, (None, config.generator_input_size))
+        samples = generator(config, sample_z, False)
+        net = types.SimpleNamespace(
+            graph=graph, real_images_uint8=real_images_uint8, class_index=class_index, step=step,
+            learning_rate=learning_rate, train_step=train_step, d_loss=d_loss, g_loss=g_loss,
+            sample_z=sample_z, samples=samples, summaries=tf1.summary.merge_all(),
+            saver=tf1.train.Saver(max_to_keep=settings.max_to_keep, save_relative_paths=True),
+            global_step=global_step, generator_variables=generator_variables(graph),
+            initializer=tf1.global_variables_initializer())
+        graph.finalize()
+    return net
+
+
+def adam(learning_rate, settings):
+    optimizer = tf1.train.AdamOptimizer(learning_rate, settings.beta1)
+    if settings.precision == 'mixed_float16':
+        # float16 gradients underflow; a dynamic loss scale keeps them representable.
+        optimizer = tf1.mixed_precision.MixedPrecisionLossScaleOptimizer(optimizer, 'dynamic')
+    return optimizer
+
+
+def epoch_batches(num_images, batch_size, seed, epoch):
+    """The batches of one epoch, as index arrays into the dataset.
+
+    A new order every epoch (the original kept one order all along), drawn from the seed
+    and the epoch number, so a resumed run sees the batches an uninterrupted one would.
+    """
+    order = np.random.default_rng([seed, epoch]).permutation(num_images)
+    return [order[start:start + batch_size] for start in range(0, num_images, batch_size)]
+
+
+def training_feed(net, dataset, batch, step, learning_rate):
+    """The inputs of step `step` (counted from 0): the uint8 images and class positions at
+    `batch`, gathered from memory (the graph scales them and draws z)."""
+    feed = {net.real_images_uint8: dataset.data[batch], net.step: step,
+            net.learning_rate: learning_rate}
+    if dataset.labels is not None:
+        feed[net.class_index] = dataset.label_indices[batch]
+    return feed
+
+
+# ----------------------------------------------------------------- the run
+
+class Training:
+    """One training run of a model folder: its settings, its history, its loop.
+
+    `fit` of a CGan builds one and calls `run`. The folder is locked while it trains, and its
+    `config.json` (model and settings) is written before the first step.
+    """
+
+    def __init__(self, config, settings, dataset, model_dir, checkpoint_name, extra_record=None):
+        self.config = config
+        self.settings = settings
+        self.dataset = dataset
+        self.model_dir = Path(model_dir)
+        self.checkpoint_name = checkpoint_name
+        self.extra_record = extra_record or {}  # written into config.json (class names, ...)
+        self.history = LossHistory(self.steps_per_epoch)
+        self.evaluations = []
+        self.generator_weights = None
+
+    @property
+    def steps_per_epoch(self):
+        return -(-len(self.dataset.data) // self.settings.batch_size)  # the last may be smaller
+
+    def total_steps(self, max_steps):
+        total = self.settings.epochs * self.steps_per_epoch
+        return total if max_steps is None else min(total, max_steps)
+
+    def run(self, resume=False, save_every=1000, max_steps=None, tensorboard=False,
+            evaluation=None, eval_every=None):
+        with RunLock(self.model_dir) as lock, removed_unless_checkpointed(lock):
+            if self.settings.seed is None:
+                seed = saved_seed(self.model_dir) if resume else None
+                self.settings = replace(self.settings, seed=fresh_seed() if seed is None else seed)
+            if resume:
+                self.check_resumable()
+            else:
+                self.check_empty()
+            return self._train_locked(resume, save_every, max_steps, tensorboard, evaluation, eval_every)
+
+    def check_empty(self):
+        taken = run_files(self.model_dir)
+        if taken:
+            raise RunFolderError(f"{self.model_dir} already holds a training run ({', '.join(taken[:3])}): "
+                                 f"continue it with fit(resume=True) (--resume), or choose another folder")
+
+    def check_resumable(self):
+        """The run in the folder is this one: same model, same settings but those a resumed
+        run may change (RESUMABLE_CHANGES)."""
+        path = self.model_dir / CONFIG_FILE
+        if not checkpoints.checkpoint_prefixes(self.model_dir):
+            raise RunFolderError(f"{self.model_dir} holds no checkpoint to resume")
+        if not path.exists():  # a run of an earlier version: only its shapes can be checked
+            return
+        record = read_json(path)
+        try:
+            model, settings = record['model'], record['training']
+        except KeyError as missing:
+            raise RunFolderError(f"{path} has no {missing} entry") from None
+        ours = {**self.config.to_json(), **asdict(self.settings)}
+        theirs = {**model, **settings}
+        differences = [f"{name} {theirs.get(name)!r} -> {value!r}" for name, value in ours.items()
+                       if name not in RESUMABLE_CHANGES and normalized(theirs.get(name)) != normalized(value)]
+        if differences:
+            raise RunFolderError(f"{self.model_dir} was trained with other settings; resuming must "
+                                 f"keep them: {'; '.join(differences)}")
+
+    def _train_locked(self, resume, save_every, max_steps, tensorboard, evaluation, eval_every):
+        net = build_training_graph(self.config, self.settings, self.dataset.max_value)
+        total_steps = self.total_steps(max_steps)
+        # The Saver works only inside its graph's context (outside it TF 2 is eager).
+        with net.graph.as_default(), tf1.Session(config=session_config()) as session:
+            if resume:
+                step = self.restore(session, net)
+                if step >= total_steps:
+                    raise RunFinished(f"{self.model_dir} already reached step {step} of the "
+                                      f"{total_steps} asked for: nothing to do (raise the epochs or "
+                                      f"max steps to train on)")
+            else:
+                session.run(net.initializer)
+                step = 0
+            write_json(self.model_dir / CONFIG_FILE, self.record())
+            checkpoints.prune(self.model_dir, self.settings.max_to_keep)  # earlier sessions' leftovers
+            with StopRequests() as stop, \
+                    contextlib.closing(EventWriter(self.model_dir if tensorboard else None)) as events:
+                self._loop(session, net, step, total_steps, save_every, stop, events, evaluation, eval_every)
+        return self
+
+    def record(self):
+        return {'model': self.config.to_json(), 'training': asdict(self.settings),
+                'checkpoint_name': self.checkpoint_name, **self.extra_record}
+
+    def restore(self, session, net):
+        """Restore the newest intact checkpoint and the history up to its step."""
+        def restore(prefix):
+            check_shapes(prefix, net.graph)
+            net.saver.restore(session, prefix)
+            return int(session.run(net.global_step))
+        step, prefix = checkpoints.first_readable(self.model_dir, restore)
+        self.history.read(self.model_dir / 'losses.csv', step)
+        self.evaluations = read_evaluations(self.model_dir / 'evaluation.csv', step)
+        self.keep_generator_weights(session, net)
+        return step
+
+    def _loop(self, session, net, step, total_steps, save_every, stop, events, evaluation, eval_every):
+        # The same z for every sample grid of the run, so the grids show training progress.
+        classes = self.config.num_classes
+        sample_z = generator_inputs(self.config, grid_layout(classes, min(classes, 10) or 5, SAMPLE_COLUMNS),
+                                    np.random.default_rng(self.settings.seed))
+        progress = tqdm(total=total_steps, initial=step, unit='step', dynamic_ncols=True)
+        losses = []
+        try:
+            while step < total_steps and not stop.requested:
+                epoch, batch_in_epoch = divmod(step, self.steps_per_epoch)
+                batches = epoch_batches(len(self.dataset.data), self.settings.batch_size,
+                                        self.settings.seed, epoch)
+                for batch in batches[batch_in_epoch:]:
+                    if step >= total_steps or stop.requested:
+                        break
+                    started = time.perf_counter()
+                    summarize = events.active and (step + 1) % max(1, save_every // 10) == 0
+                    fetches = [net.train_step, net.d_loss, net.g_loss] + ([net.summaries] if summarize else [])
+                    _, d_loss, g_loss, *summary = session.run(fetches, training_feed(
+                        net, self.dataset, batch, step, self.settings.learning_rate))
+                    step += 1
+                    if not (np.isfinite(d_loss) and np.isfinite(g_loss)):
+                        raise TrainingDiverged(self.divergence_message(step, d_loss, g_loss))
+                    events.add(summary[0] if summary else None, step)
+                    losses.append((step, d_loss, g_loss))
+                    if evaluation is not None and eval_every and step % eval_every == 0:
+                        self.evaluate(session, net, evaluation, step, events)
+                    progress.update(1)
+                    progress.set_postfix(epoch=epoch + 1, d_loss=f'{d_loss:.3f}', g_loss=f'{g_loss:.3f}',
+                                         img_per_s=f'{len(batch) / (time.perf_counter() - started):.0f}')
+                    if step % save_every == 0 or step == total_steps:
+                        self.save(session, net, step, losses, sample_z, events)
+                        losses = []
+            if stop.requested:
+                if not losses and not checkpoints.checkpoint_prefixes(self.model_dir):
+                    raise KeyboardInterrupt(f"{stop.requested} before the first step: nothing to save")
+                progress.write(f"{stop.requested} at step {step}: saving a checkpoint in {self.model_dir}")
+                if losses:
+                    self.save(session, net, step, losses, sample_z, events)
+        finally:
+            progress.close()
+
+    def divergence_message(self, step, d_loss, g_loss):
+        saved = checkpoints.checkpoint_prefixes(self.model_dir)
+        keeps = (f"the newest checkpoint, {os.path.basename(saved[0])}, is the last good one: resume "
+                 f"with a lower learning rate" if saved else
+                 "no checkpoint was written before it: start again with a lower learning rate")
+        return f"training diverged at step {step} (D loss {d_loss}, G loss {g_loss}); {keeps}"
+
+    def save(self, session, net, step, losses, sample_z, events):
+        """The history, then a checkpoint of both networks and their optimizers, then the
+        sample grid. The history comes first: a crash between the two leaves rows past the
+        checkpoint, which a resume drops, never a checkpoint past the history."""
+        self.history.add(losses)
+        self.history.write(self.model_dir / 'losses.csv')
+        net.saver.save(session, str(self.model_dir / self.checkpoint_name), global_step=step,
+                       write_meta_graph=False)
+        checkpoints.prune(self.model_dir, self.settings.max_to_keep)
+        self.keep_generator_weights(session, net)
+        images = session.run(net.samples, {net.sample_z: sample_z})
+        path = self.model_dir / f'samples_{step}.png'
+        save_png(images_grid(images, SAMPLE_COLUMNS), path)
+        events.add_png('samples', path, step)
+        show_in_notebook(path)
+
+    def keep_generator_weights(self, session, net):
+        self.generator_weights = dict(zip(net.generator_variables, session.run(
+            list(net.generator_variables.values()))))
+
+    def evaluate(self, session, net, evaluation, step, events, per_class=50):
+        """Record `evaluation(generate, per_class)`'s figures (see evaluate.Judge)."""
+        rng = np.random.default_rng([self.settings.seed, step])
+
+        def generate(class_position, count):
+            z = generator_inputs(self.config, np.full(count, class_position), rng)
+            return session.run(net.samples, {net.sample_z: z})
+
+        figures = evaluation(generate, per_class=per_class)
+        row = {'step': step, **{name: figures[name] for name in EVALUATION_FIGURES}}
+        self.evaluations.append(row)
+        write_csv(self.model_dir / 'evaluation.csv', list(row), [list(r.values()) for r in self.evaluations])
+        events.add(tf1.Summary(value=[tf1.Summary.Value(tag=f'evaluation/{name}', simple_value=figures[name])
+                                      for name in EVALUATION_FIGURES]), step)
+
+
+def normalized(value):
+    """JSON's view of a value: tuples are lists, so a record compares with a live config."""
+    return [normalized(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def check_shapes(prefix, graph):
+    """A clear error when a checkpoint is another model's: TensorFlow would restore a resource
+    variable of another shape and fail only at the first step."""
+    stored = checkpoints.stored_shapes(prefix)
+    with graph.as_default():
+        problems = [f"{v.op.name}: expected {tuple(v.shape)}, found "
+                    f"{tuple(stored[v.op.name]) if v.op.name in stored else None}"
+                    for v in tf1.global_variables()
+                    if v.op.name not in stored or tuple(stored[v.op.name]) != tuple(v.shape)]
+    if problems:
+        raise ValueError(f"the checkpoint {prefix} does not fit this model (another dataset, "
+                         f"z_dim or image shape?): " + "; ".join(problems[:3]))
+
+
+# ----------------------------------------------------------------- the loss history
+
+class LossHistory:
+    """Each step's D and G loss, and each epoch's mean of them."""
+
+    def __init__(self, steps_per_epoch):
+        self.steps_per_epoch = steps_per_epoch
+        self.step_losses = np.zeros((0, 3))   # rows of (step, d_loss, g_loss)
+
+    @property
+    def epoch_losses(self):
+        """Rows of (d_loss, g_loss): the mean of each epoch's steps so far."""
+        epochs = (self.step_losses[:, 0] - 1) // self.steps_per_epoch
+        return np.array([self.step_losses[epochs == e, 1:].mean(axis=0)
+                         for e in np.unique(epochs)]).reshape(-1, 2)
+
+    def add(self, losses):
+        if losses:
+            self.step_losses = np.concatenate([self.step_losses, np.array(losses, float)])
+
+    def write(self, path):
+        write_csv(path, ['step', 'd_loss', 'g_loss'],
+                  [[int(step), d_loss, g_loss] for step, d_loss, g_loss in self.step_losses])
+
+    def read(self, path, up_to_step):
+        """The rows of steps 1 to `up_to_step` from losses.csv: every one, once."""
+        try:
+            rows = np.loadtxt(path, delimiter=',', skiprows=1, ndmin=2) if up_to_step else np.zeros((0, 3))
+        except (OSError, ValueError) as error:
+            raise RunFolderError(f"{path} cannot be read as the run's loss history ({error})") from None
+        rows = rows[rows[:, 0] <= up_to_step] if len(rows) else np.zeros((0, 3))
+        if rows.shape[1:] != (3,) or not np.array_equal(rows[:, 0], np.arange(1, up_to_step + 1)):
+            raise RunFolderError(f"{path} does not hold the losses of steps 1 to {up_to_step}, which "
+                                 f"the checkpoint has trained (truncated or edited?)")
+        self.step_losses = rows
+
+
+def write_csv(path, header, rows):
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_atomically(path, lambda f: f.write(text.getvalue().encode()))
+
+
+def read_evaluations(path, up_to_step):
+    if not path.exists():
+        return []
+    with open(path) as f:
+        return [{name: (int if name == 'step' else float)(value) for name, value in row.items()}
+                for row in csv.DictReader(f) if int(row['step']) <= up_to_step]
+
+
+# ----------------------------------------------------------------- events and signals
+
+class EventWriter:
+    """TensorBoard events in a folder, or nothing at all when the folder is None."""
+
+    def __init__(self, folder):
+        self.writer = None if folder is None else tf1.summary.FileWriter(str(folder), tf1.get_default_graph())
+        self.active = self.writer is not None
+
+    def add(self, summary, step):
+        if self.active and summary is not None:
+            self.writer.add_summary(summary, step)
+
+    def add_png(self, tag, path, step):
+        if self.active:
+            image = tf1.Summary.Image(encoded_image_string=Path(path).read_bytes())
+            self.add(tf1.Summary(value=[tf1.Summary.Value(tag=tag, image=image)]), step)
+
+    def close(self):
+        if self.active:
+            self.writer.close()
+
+
+class StopRequests:
+    """Ctrl-C and SIGTERM (a spot instance's notice, `kill`) ask training to stop after the
+    step it is in, so the checkpoint holds exactly the steps counted. A second Ctrl-C
+    interrupts at once. Signals reach the main thread only: elsewhere this does nothing."""
+
+    def __init__(self):
+        self.requested = None  # what asked, once something has
+        self.previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.previous[signum] = signal.signal(signum, self.request)
+        return self
+
+    def request(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = 'interrupted' if signum == signal.SIGINT else 'stopped by SIGTERM'
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
