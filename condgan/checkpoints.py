@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from condgan.model import check_weights
+from condgan.model import check_shapes
 
 
 class CheckpointError(ValueError):
@@ -88,7 +88,8 @@ def read_generator_weights(model_dir, shapes):
                           and name.endswith(('moving_mean', 'moving_variance'))]
         for name in missing_moving:
             weights[name] = (np.zeros if name.endswith('moving_mean') else np.ones)(shapes[name], np.float32)
-        check_weights(weights, shapes)
+        check_shapes({name: np.shape(value) for name, value in weights.items()}, shapes,
+                     f'the checkpoint {prefix}')
         return weights, bool(missing_moving)
 
     (weights, legacy), prefix = first_readable(model_dir, read)

@@ -25,7 +25,8 @@ import os
 
 import tensorflow as tf
 
-from condgan.model import check_weights, generator, generator_variables
+from condgan.generation import weights_loader
+from condgan.model import generator
 
 tf1 = tf.compat.v1
 
@@ -61,12 +62,9 @@ def export_saved_model(gan, path):
         class_images = generator(gan.config, tf.concat([drawn_z, one_hot], axis=1),
                                  gan.legacy_generation, tf1.random_uniform((2,), 0, 2**62, tf.int64))
 
-        variables = generator_variables(graph)
-        check_weights(gan.generator_weights, {name: tuple(v.shape) for name, v in variables.items()})
-        # Feeding the initial values loads the weights without adding assign ops to the model.
-        weights = {v.initial_value: gan.generator_weights[name] for name, v in variables.items()}
+        initializer, initial_values = weights_loader(graph, gan.generator_weights)
         with tf1.Session(graph=graph) as session:
-            session.run(tf1.variables_initializer(list(variables.values())), weights)
+            session.run(initializer, initial_values)
             builder = tf1.saved_model.Builder(path)
             builder.add_meta_graph_and_variables(session, [tf1.saved_model.SERVING], signature_def_map={
                 'serving_default': tf1.saved_model.predict_signature_def(

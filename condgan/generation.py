@@ -8,7 +8,7 @@ generates as the original did, `legacy=True`: batch statistics and dropout.
 import numpy as np
 import tensorflow as tf
 
-from condgan.model import check_weights, generator, generator_variables
+from condgan.model import check_shapes, generator, generator_variables
 
 tf1 = tf.compat.v1
 
@@ -36,11 +36,7 @@ class GeneratorSession:
             self.z = tf1.placeholder(tf.float32, (None, config.generator_input_size))
             self.random_seed = tf1.placeholder(tf.int64, (2,))  # legacy dropout's masks
             self.images = generator(config, self.z, training=legacy, random_seed=self.random_seed)
-            variables = generator_variables(self.graph)
-            check_weights(weights, {name: tuple(v.shape) for name, v in variables.items()})
-            # Feeding the initial values loads the weights without adding assign ops.
-            initial_values = {v.initial_value: weights[name] for name, v in variables.items()}
-            initializer = tf1.variables_initializer(list(variables.values()))
+            initializer, initial_values = weights_loader(self.graph, weights)
             self.graph.finalize()
         self.session = tf1.Session(graph=self.graph, config=session_config())
         self.session.run(initializer, initial_values)
@@ -52,6 +48,16 @@ class GeneratorSession:
 
     def close(self):
         self.session.close()
+
+
+def weights_loader(graph, weights):
+    """The op and feed that load `weights` into the generator of `graph`, after checking
+    that they fit it. Feeding the initial values adds no assign ops to the graph."""
+    variables = generator_variables(graph)
+    check_shapes({name: np.shape(value) for name, value in weights.items()},
+                 {name: tuple(v.shape) for name, v in variables.items()})
+    initial_values = {v.initial_value: weights[name] for name, v in variables.items()}
+    return tf1.variables_initializer(list(variables.values())), initial_values
 
 
 def session_config():

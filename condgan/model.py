@@ -276,14 +276,16 @@ def generator_variable_shapes(config):
     return {name: tuple(v.shape) for name, v in generator_variables(graph).items()}
 
 
-def check_weights(weights, shapes):
-    """A clear error when weights do not fit the generator (other classes, z_dim or size)."""
-    problems = [f"{name}: expected {shape}, found {None if name not in weights else weights[name].shape}"
-                for name, shape in shapes.items()
-                if name not in weights or tuple(weights[name].shape) != shape]
+def check_shapes(found, expected, what='the set of generator weights'):
+    """A clear error when variables' shapes `found` ({name: shape}, from weights or a
+    checkpoint) are not those `expected`, as of another dataset, z_dim or image size.
+    TensorFlow would restore a resource variable of another shape and fail at its first use."""
+    problems = [f"{name}: expected {tuple(shape)}, found {found.get(name) and tuple(found[name])}"
+                for name, shape in expected.items()
+                if name not in found or tuple(found[name]) != tuple(shape)]
     if problems:
-        raise ValueError("the generator weights do not fit this model (different classes, z_dim "
-                         "or image shape?): " + "; ".join(problems[:3]))
+        raise ValueError(f"{what} does not fit this model (another dataset, z_dim or image "
+                         f"shape?): " + "; ".join(problems[:3]))
 
 
 def default_precision():

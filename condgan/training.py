@@ -24,8 +24,8 @@ from tqdm import tqdm  # tqdm.auto wants ipywidgets in Jupyter; text bars work e
 
 from condgan import checkpoints
 from condgan.generation import generator_inputs, grid_layout, session_config
-from condgan.model import (COMPUTE_DTYPES, discriminator, discriminator_loss, generator,
-                           generator_loss, generator_variables, label_planes)
+from condgan.model import (COMPUTE_DTYPES, check_shapes, discriminator, discriminator_loss,
+                           generator, generator_loss, generator_variables, label_planes)
 from condgan.pictures import save_png, images_grid, show_in_notebook, write_atomically
 from condgan.runs import (CONFIG_FILE, RunFolderError, RunLock, fresh_seed, read_json,
                           removed_unless_checkpointed, run_files, saved_seed, write_json)
@@ -256,7 +256,9 @@ class Training:
     def restore(self, session, net):
         """Restore the newest intact checkpoint and the history up to its step."""
         def restore(prefix):
-            check_shapes(prefix, net.graph)
+            with net.graph.as_default():
+                expected = {v.op.name: tuple(v.shape) for v in tf1.global_variables()}
+            check_shapes(checkpoints.stored_shapes(prefix), expected, f'the checkpoint {prefix}')
             net.saver.restore(session, prefix)
             return int(session.run(net.global_step))
         step, prefix = checkpoints.first_readable(self.model_dir, restore)
@@ -353,20 +355,6 @@ class Training:
 def normalized(value):
     """JSON's view of a value: tuples are lists, so a record compares with a live config."""
     return [normalized(v) for v in value] if isinstance(value, (list, tuple)) else value
-
-
-def check_shapes(prefix, graph):
-    """A clear error when a checkpoint is another model's: TensorFlow would restore a resource
-    variable of another shape and fail only at the first step."""
-    stored = checkpoints.stored_shapes(prefix)
-    with graph.as_default():
-        problems = [f"{v.op.name}: expected {tuple(v.shape)}, found "
-                    f"{tuple(stored[v.op.name]) if v.op.name in stored else None}"
-                    for v in tf1.global_variables()
-                    if v.op.name not in stored or tuple(stored[v.op.name]) != tuple(v.shape)]
-    if problems:
-        raise ValueError(f"the checkpoint {prefix} does not fit this model (another dataset, "
-                         f"z_dim or image shape?): " + "; ".join(problems[:3]))
 
 
 # ----------------------------------------------------------------- the loss history
