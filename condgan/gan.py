@@ -17,7 +17,7 @@ import numpy as np
 from condgan import checkpoints
 from condgan.generation import GeneratorSession, generator_inputs, grid_layout
 from condgan.model import COMPUTE_DTYPES, ModelConfig, default_precision, generator_variable_shapes
-from condgan.pictures import images_grid, plot_images, plot_losses
+from condgan.pictures import from_pixels, images_grid, plot_images, plot_losses
 from condgan.runs import CONFIG_FILE, read_json
 from condgan.training import Training, TrainingSettings
 
@@ -253,8 +253,7 @@ class CGan:
 
     def show_original_images(self, n_images):
         """A grid of the first `n_images` training images."""
-        images = self.dataset.data[:n_images] / self.max_value * 2 - 1
-        plot_images(images, int(np.ceil(np.sqrt(n_images))))
+        plot_images(from_pixels(self.dataset.data[:n_images], self.max_value), int(np.ceil(np.sqrt(n_images))))
 
 
 def check_settings(settings):

@@ -22,15 +22,25 @@ PROGRESS_FRAME_MS = 500
 
 
 def to_pixels(images):
-    """Generator images in [-1, 1] (n, H, W, C) as uint8 pictures (n, H, W) or (n, H, W, 3)."""
-    pixels = np.clip(np.rint((np.asarray(images) + 1) * 127.5), 0, 255).astype(np.uint8)
+    """Generator images in [-1, 1] as uint8 0-255, of the same shape."""
+    return np.clip(np.rint((np.asarray(images) + 1) * 127.5), 0, 255).astype(np.uint8)
+
+
+def from_pixels(pixels, max_value=255):
+    """Pixels 0-max_value as the generator's range [-1, 1] (float32), of the same shape."""
+    return (np.asarray(pixels, np.float32) / max_value * 2 - 1).astype(np.float32)
+
+
+def pictures_of(images):
+    """Images in [-1, 1] (n, H, W, C) as what Pillow draws: (n, H, W) gray or (n, H, W, 3)."""
+    pixels = to_pixels(images)
     return pixels[..., 0] if pixels.shape[-1] == 1 else pixels
 
 
 def images_grid(images, n_cols):
     """Images (n, H, W, C) in [-1, 1] as one uint8 picture, `n_cols` wide: (rows*H, cols*W)
     for one channel, (rows*H, cols*W, 3) for three. A last row that is not full stays black."""
-    pixels = to_pixels(images)
+    pixels = pictures_of(images)
     n_images, height, width = pixels.shape[:3]
     n_rows = -(-n_images // n_cols)
     padded = np.zeros((n_rows * n_cols,) + pixels.shape[1:], np.uint8)
@@ -120,7 +130,7 @@ def save_interpolation_gif(images, start_name, end_name, path):
     """The frames of `CGan.interpolate`, each above a slider from one class name to the other."""
     font = ImageFont.load_default(size=10)
     frames = []
-    for index, image in enumerate(to_pixels(images)):
+    for index, image in enumerate(pictures_of(images)):
         picture = enlarged(image, INTERPOLATION_SCALE)
         frame, draw = with_strip(picture, 24)
         draw.text((2, picture.height + 2), str(start_name), fill='white', font=font)
