@@ -132,3 +132,16 @@ print(json.dumps({{'shape': list(eights.shape), 'largest': float(abs(eights).max
     assert found.pop('shape') == [4, SIDE, SIDE, 1] and found.pop('largest') <= 1
     assert found.pop('class').startswith('condgan.')
     assert_hugging_face(found)
+
+
+@pytest.mark.parametrize('arguments', [['--help'], ['generate', '--help'], ['export', '--help']])
+def test_the_commands_answer_help_without_loading_tensorflow(tmp_path, arguments):
+    found = python_elsewhere(f"""
+import runpy, sys
+sys.argv = ['cgan.py', *{arguments!r}]
+try:
+    runpy.run_path({str(REPO / 'cgan.py')!r}, run_name='__main__')
+except SystemExit as exit_:
+    print(json.dumps({{'status': exit_.code, 'tensorflow': 'tensorflow' in sys.modules}}))
+""", tmp_path)
+    assert found == {'status': 0, 'tensorflow': False}
