@@ -15,6 +15,7 @@ import errno
 import os
 import pickle
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -22,10 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from condgan import datasets, pictures
-from condgan.recipes import OneLineErrorParser, RECIPES, positive_int, sha256, training_parser
+from condgan.recipes import (OneLineErrorParser, RECIPES, folder_or_new, positive_int, seed_number,
+                             sha256, training_parser)
 from condgan.runs import (RunFolderError, RunLock, fresh_seed, read_json, removed_unless_checkpointed,
                           run_files, saved_seed, write_json)
 
+RESOURCE_EXHAUSTED = 8  # TensorFlow's error code (tf.errors.RESOURCE_EXHAUSTED) for memory and disk
 MAX_GENERATED = 10_000  # images one `generate` draws at most (a PNG grid of 10,000 is 80 MB of pixels)
 
 
@@ -39,37 +42,67 @@ class CommandError(Exception):
 
 def one_line_errors(prog, run):
     """Run `run()`; a known fault becomes one line on stderr and an exit status, never a traceback."""
-    import tensorflow as tf  # its errors are what a full disk or a damaged file raise
-    from condgan.checkpoints import CheckpointError
-    from condgan.training import TrainingDiverged
     try:
         return run()
-    except CommandError as error:
-        fail(prog, str(error), error.status)
-    except (RunFolderError, CheckpointError, datasets.DataError) as error:
-        fail(prog, str(error), 2)
-    except TrainingDiverged as error:
-        fail(prog, str(error), 1)
     except KeyboardInterrupt as error:
         fail(prog, f'interrupted: {error or "nothing was saved"}', 130)
-    except tf.errors.ResourceExhaustedError as error:
-        fail(prog, f'out of disk space or memory: {first_line(error)}', 1)
-    except OSError as error:
-        if error.errno in (errno.ENOSPC, errno.EDQUOT):
-            fail(prog, f'out of disk space writing {error.filename or "the run"}', 1)
-        fail(prog, f'{error.filename + ": " if error.filename else ""}{error.strerror or error}', 1)
-    except tf.errors.OpError as error:
-        fail(prog, f'TensorFlow: {first_line(error)}', 1)
+    except Exception as error:
+        report = fault_report(error)
+        if report is None:
+            raise
+        fail(prog, *report)
+
+
+def fault_report(error):
+    """(one line, exit status) for a fault a user can act on, else None (a bug: its traceback).
+
+    Bad input is status 2: the project's own refusals (RunFolderError, CheckpointError,
+    DataError, an unknown class, a foreign pickle) are ValueErrors whose message names the
+    file or value. Faults of the machine or of training are status 1.
+    """
+    if isinstance(error, CommandError):
+        return str(error), error.status
+    if isinstance(error, FloatingPointError):  # training.TrainingDiverged: says what to do
+        return str(error), 1
+    if isinstance(error, OSError):
+        return os_error_message(error), 1
+    if isinstance(error, MemoryError):
+        return 'out of memory: ask for fewer images at once (--batch-size, --rows, --cols)', 1
+    tensorflow = sys.modules.get('tensorflow')  # its errors can only come once it is imported
+    if tensorflow is not None and isinstance(error, tensorflow.errors.OpError):
+        return tensorflow_error_message(error), 1
+    if isinstance(error, ValueError):
+        return str(error), 2
+    return None
+
+
+FULL_DISK = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))  # "No space left on device", ...
+
+
+def os_error_message(error):
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f'out of disk space writing {error.filename or "the output"}: free some space, then run again'
+    return f'{error.filename + ": " if error.filename else ""}{error.strerror or error}'
+
+
+def tensorflow_error_message(error):
+    """The line of a TensorFlow error that says what went wrong. A graph's error holds the
+    Python call stack, then "Node: '<op>'", the message, "[[{{node <op>}}]]" and a hint about
+    GPU memory, which a full disk gets too."""
+    full_disk = re.search(rf'(\S+?)(?:\.tempstate\d+)?; ({"|".join(FULL_DISK)})', error.message)
+    if full_disk:
+        return f'out of disk space writing {full_disk[1]} ({full_disk[2]}): free some space, then run again'
+    lines = error.message.splitlines()
+    nodes = [number for number, line in enumerate(lines) if line.startswith("Node: '")]
+    said = [line.strip() for line in lines[nodes[-1] + 1 if nodes else 0:]
+            if line.strip() and not line.strip().startswith(('[[', 'Hint:', 'Graph execution error'))]
+    kind = 'out of memory' if error.error_code == RESOURCE_EXHAUSTED else 'TensorFlow'
+    return f'{kind}: {said[0] if said else type(error).__name__}'
 
 
 def fail(prog, message, status):
     print(f'{prog}: error: {message}', file=sys.stderr)
     sys.exit(status)
-
-
-def first_line(error):
-    text = getattr(error, 'message', None) or str(error)
-    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
 
 
 # ----------------------------------------------------------------- training a recipe
@@ -84,14 +117,16 @@ def train_recipe(name, argv=None):
 
 def train_locked(name, recipe, options, run_dir):
     started = time.monotonic()
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CommandError(f'{run_dir} is a file, not a run folder: choose another --out-dir')
+    try:  # before the run folder is touched: bad data leaves no trace
+        images, labels = recipe.load('train', data_dir=options.data_dir)
+        class_names = recipe_class_names(name, recipe, options.data_dir, labels)
+    except OSError as error:  # missing, unreadable or undownloadable data
+        raise CommandError(str(error)) from None
     with RunLock(run_dir) as lock, removed_unless_checkpointed(lock):
         record = starting_record(name, run_dir, options)
         seed = run_seed(options, run_dir)
-        try:
-            images, labels = recipe.load('train', data_dir=options.data_dir)
-            class_names = recipe_class_names(name, recipe, options.data_dir, labels)
-        except OSError as error:  # missing, unreadable or undownloadable data
-            raise CommandError(str(error)) from None
         if not options.resume:
             data_files = datasets.data_files(recipe.dataset, 'train', options.data_dir)
             record.update(seed=seed, data={'images': len(images), 'classes': np.unique(labels).tolist(),
@@ -151,12 +186,15 @@ def run_seed(options, run_dir):
 
 
 def recipe_class_names(name, recipe, data_dir, labels):
-    """The name of each class in the data, by its label value; data with labels that are
-    not the recipe's classes is refused."""
+    """The name of each class in the data, by its label value (a folder of digits 3 and 7
+    only has the classes '3' and '7'); data with labels that are not the recipe's classes
+    is refused."""
     names = list(recipe.class_names(data_dir))
     unknown = sorted(set(np.unique(labels).tolist()) - set(range(len(names))))
     if unknown:
-        raise CommandError(f'the {name} data holds label {unknown[0]}, which is not one of the '
+        [labels_file] = [path for path in datasets.data_files(recipe.dataset, 'train', data_dir)
+                         if 'labels' in path.name]
+        raise CommandError(f'{labels_file} holds label {unknown[0]}, which is not one of the {name} '
                            f'recipe\'s classes 0 to {len(names) - 1}')
     return [names[value] for value in np.unique(labels).tolist()]
 
@@ -186,32 +224,51 @@ def now():
 # ----------------------------------------------------------------- using a trained model
 
 def load_model(path):
-    """A CGan from a pickle or a run folder (its newest intact checkpoint), wherever it lives."""
-    from condgan.gan import CGan, load
-    path = Path(path)
+    """A CGan from a pickle, or from a run folder: its newest intact checkpoint (the run's
+    latest state, also when a resumed session stopped before writing the pickle), else its
+    pickle."""
+    path = model_source(path)
+    from condgan.gan import CGan, load  # TensorFlow: only once the model is known to be there
+    return CGan.from_checkpoint(str(path)) if path.is_dir() else load(path)
+
+
+def model_source(text):
+    """The pickle or run folder that `text` names, checked without TensorFlow."""
+    path = Path(text)
     if not path.exists():
         raise CommandError(f'no model {path}: expected a pickled CGan or a run folder')
+    if path.is_file() and path.stat().st_size == 0:
+        raise CommandError(f'{path} is empty: expected a pickled CGan')
+    if not path.is_dir() or any(path.glob('*.index')):
+        return path
+    pickles = sorted(path.glob('*.pkl'))
+    if len(pickles) != 1:
+        found = f'pickles {", ".join(p.name for p in pickles)}' if pickles else 'no pickle'
+        raise CommandError(f'{path} holds no checkpoint (*.index) and {found}: expected a run '
+                           f'folder, or name the pickled CGan to load')
+    return pickles[0]
+
+
+def new_file(text):
+    """-o: a file to write, in a folder that exists."""
+    path = Path(text)
     if path.is_dir():
-        pickled = sorted(path.glob('*.pkl'))
-        return load(pickled[0]) if pickled else CGan.from_checkpoint(str(path))
-    return load(path)
+        raise CommandError(f'-o {path} is a folder: name the PNG file to write')
+    if path.parent.exists() and not path.parent.is_dir():
+        raise CommandError(f'-o {path}: {path.parent} is a file, not a folder')
+    if not path.parent.is_dir():
+        raise CommandError(f'-o {path}: no folder {path.parent}: create it, or name a PNG file in an existing one')
+    return path
 
 
 def generate(options):
-    output = Path(options.output)
-    if output.is_dir():
-        raise CommandError(f'-o {output} is a folder: name the PNG file to write')
-    if not output.parent.is_dir():
-        raise CommandError(f'-o {output}: no folder {output.parent}')
+    output = new_file(options.output)
     if options.rows * options.cols > MAX_GENERATED:
         raise CommandError(f'--rows x --cols is {options.rows * options.cols} images; at most '
                            f'{MAX_GENERATED} are drawn at once')
-    try:
-        gan = load_model(options.model)
-        target_class = class_value(gan, options.target_class)
-        images = gan.generate_new(target_class, options.rows, options.cols, plot=False, seed=options.seed)
-    except ValueError as error:  # an unknown class, a damaged or foreign model
-        raise CommandError(str(error)) from None
+    gan = load_model(options.model)
+    images = gan.generate_new(class_value(gan, options.target_class), options.rows, options.cols,
+                              plot=False, seed=options.seed)
     pictures.save_png(pictures.images_grid(images, options.cols), output)
     written = [str(output)]
     if options.npy:
@@ -231,10 +288,11 @@ def class_value(gan, text):
 
 
 def export(options):
+    gan = load_model(options.model)
     from condgan.export import export_saved_model
     try:
-        export_saved_model(load_model(options.model), options.folder)
-    except (ValueError, FileExistsError) as error:
+        export_saved_model(gan, options.folder)
+    except FileExistsError as error:  # a folder that is not empty: bad input, not a fault
         raise CommandError(str(error)) from None
     print(f'SavedModel: {options.folder}')
 
@@ -255,7 +313,8 @@ def command_parser():
     commands = parser.add_subparsers(dest='command', required=True,
                                      metavar='{generate,export,evaluate,synthesize}')
     model_help = ('a pickled CGan (such as runs/mnist/mnist.pkl, written by run_mnist.py) or a run '
-                  'folder (such as runs/mnist); a pickle can run code when loaded: load only your own')
+                  'folder (such as runs/mnist: its newest checkpoint, else its pickle); a pickle can '
+                  'run code when loaded: load only your own')
     generate_command = commands.add_parser(
         'generate', help='draw new images into a PNG grid',
         description='Draw rows x cols new images with a trained CGan into a PNG grid.')
@@ -270,7 +329,7 @@ def command_parser():
     generate_command.add_argument('--npy', action='store_true',
                                   help='also write the images as a float32 array (rows*cols, H, W, C) '
                                        'in [-1, 1]: the output path with the suffix .npy')
-    generate_command.add_argument('--seed', type=int, help='fixes z, so the same images come again')
+    generate_command.add_argument('--seed', type=seed_number, help='fixes z, so the same images come again')
     generate_command.set_defaults(run=generate)
 
     export_command = commands.add_parser(
@@ -278,7 +337,7 @@ def command_parser():
         description='Write the generator as a TensorFlow SavedModel, for code that knows '
                     'nothing of this project (see condgan/export.py).')
     export_command.add_argument('model', help=model_help)
-    export_command.add_argument('folder', help='the new folder to write')
+    export_command.add_argument('folder', type=folder_or_new, help='the new folder to write')
     export_command.set_defaults(run=export)
     commands.add_parser('evaluate', help='how good a generator is: python cgan.py evaluate --help')
     commands.add_parser('synthesize', help='a generated dataset in IDX files: python cgan.py synthesize --help')
