@@ -35,8 +35,7 @@ from scipy.spatial.distance import pdist
 
 from condgan import datasets
 from condgan.gan import CGan
-from condgan.model import conv, dense
-from condgan.model import layer_weights
+from condgan.model import dense, layer_weights
 from condgan.recipes import RECIPES
 from condgan.synthesize import to_pixels
 

@@ -180,9 +180,10 @@ def parser():
 
 
 def main(argv=None):
-    options = parser().parse_args(argv)
+    command = parser()
+    options = command.parse_args(argv)
     if not 0 <= options.seed < 2**63:
-        parser().error(f'--seed: expected a whole number from 0 to 2**63 - 1; got {options.seed}')
+        command.error(f'--seed: expected a whole number from 0 to 2**63 - 1; got {options.seed}')
     try:
         if not options.replace:  # before the model loads: a refusal should not take seconds
             refuse_a_dataset(Path(options.out_dir))

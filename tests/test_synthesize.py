@@ -48,7 +48,7 @@ class RealImages:
 
 
 def run(*arguments):
-    """The command, in this process (TensorFlow is loaded once); its printed line."""
+    """The command, in this process: TensorFlow loads once for all the tests."""
     synthesize.main([str(argument) for argument in arguments])
 
 
