@@ -128,12 +128,15 @@ def test_emnist_classes_by_name(tmp_path):
     (['generate', '{tmp}/nope.pkl'], 'no model .*nope.pkl: expected a pickled CGan or a run folder'),
     (['generate', '{tmp}/folder'], r'folder holds no checkpoint \(\*.index\) and no pickle: expected a run folder'),
     (['generate', '{tmp}/empty.pkl'], 'empty.pkl is empty: expected a pickled CGan'),
+    (['generate', '{tmp}/foreign.pkl'], r"foreign.pkl is not a readable pickled CGan \(ModuleNotFoundError: "
+                                        r"No module named 'gone_module'\)"),
     (['export', '{run}', '{tmp}/file'], 'argument folder: .*/file is a file, not a folder'),
     (['export', '{run}', '{tmp}/file/saved'], 'argument folder: .*/file is a file, not a folder'),
 ])
 def test_generate_and_export_refuse_bad_paths(digits_run, tmp_path, arguments, fragment):
     (tmp_path / 'file').write_text('not a folder')
     (tmp_path / 'empty.pkl').touch()
+    (tmp_path / 'foreign.pkl').write_bytes(b'cgone_module\nThing\n(tR.')  # gone_module.Thing(), protocol 0
     (tmp_path / 'folder').mkdir()
     before = folder_state(tmp_path), folder_state(digits_run)
     arguments = [argument.format(run=digits_run, tmp=tmp_path) for argument in arguments]
