@@ -67,7 +67,7 @@ def fault_report(error):
     if isinstance(error, OSError):
         return os_error_message(error), 1
     if isinstance(error, MemoryError):
-        return 'out of memory: ask for fewer images at once (--batch-size, --rows, --cols)', 1
+        return f'out of memory ({error or "no detail"})', 1  # NumPy's says how much, for which shape
     tensorflow = sys.modules.get('tensorflow')  # its errors can only come once it is imported
     if tensorflow is not None and isinstance(error, tensorflow.errors.OpError):
         return tensorflow_error_message(error), 1

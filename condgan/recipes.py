@@ -20,6 +20,9 @@ Z_DIM = 96               # noise size; the generator also gets the one-hot class
 LEARNING_RATE = 0.0002   # Adam, both networks
 BETA1 = 0.35             # Adam's first-moment decay, lower than the usual 0.9
 SAVE_EVERY = 1000        # steps between checkpoints and sample grids
+# The generator's first layer holds (z_dim + classes) x 25,088 weights, three times with Adam's
+# moments: 1.2 GB at this bound. Far above it TensorFlow fails with no word of --z-dim.
+MAX_Z_DIM = 4096
 OUT_DIR = 'runs'
 
 
@@ -71,8 +74,8 @@ def training_parser(name, recipe):
                              '(default: train every epoch)')
     parser.add_argument('--batch-size', type=positive_int, default=BATCH_SIZE,
                         help=f'images per training step (default: {BATCH_SIZE})')
-    parser.add_argument('--z-dim', type=positive_int, default=Z_DIM,
-                        help=f'size of the noise vector z (default: {Z_DIM})')
+    parser.add_argument('--z-dim', type=noise_size, default=Z_DIM,
+                        help=f'size of the noise vector z, at most {MAX_Z_DIM} (default: {Z_DIM})')
     parser.add_argument('--learning-rate', type=positive_float, default=LEARNING_RATE,
                         help=f"Adam's learning rate, both networks (default: {LEARNING_RATE})")
     parser.add_argument('--beta1', type=adam_beta1, default=BETA1,
@@ -112,6 +115,13 @@ def positive_int(text):
     value = parsed(text, int, 'a whole number')
     if value < 1:
         raise argparse.ArgumentTypeError(f'must be at least 1, got {value}')
+    return value
+
+
+def noise_size(text):
+    value = positive_int(text)
+    if value > MAX_Z_DIM:
+        raise argparse.ArgumentTypeError(f'must be at most {MAX_Z_DIM}, got {value}')
     return value
 
 

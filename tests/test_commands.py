@@ -148,6 +148,7 @@ def test_generate_and_export_refuse_bad_paths(digits_run, tmp_path, arguments, f
 
 @pytest.mark.parametrize('arguments, fragment', [
     (['--seed', '-1'], r'argument --seed: must be from 0 to 2\*\*63 - 1, got -1'),
+    (['--z-dim', '1000000000'], 'argument --z-dim: must be at most 4096, got 1000000000'),
     (['--out-dir', '{tmp}/file/runs'], 'argument --out-dir: .*/file is a file, not a folder'),
     (['--out-dir', '{tmp}/taken'], '.*/taken/mnist is a file, not a run folder: choose another --out-dir'),
 ])
