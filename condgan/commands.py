@@ -16,6 +16,7 @@ import os
 import pickle
 import platform
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -289,11 +290,19 @@ def class_value(gan, text):
 
 def export(options):
     gan = load_model(options.model)
+    import tensorflow as tf
     from condgan.export import export_saved_model
+    tf.get_logger().setLevel('ERROR')  # the TF1 SavedModel builder's deprecation notices: not the user's
+    folder = Path(options.folder)
+    missing = [path for path in [folder, *folder.parents] if not path.exists()]
     try:
         export_saved_model(gan, options.folder)
     except FileExistsError as error:  # a folder that is not empty: bad input, not a fault
         raise CommandError(str(error)) from None
+    except BaseException:  # half a SavedModel is none: leave the disk as it was
+        for path in [missing[-1]] if missing else list(folder.iterdir()):  # the folder was empty
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        raise
     print(f'SavedModel: {options.folder}')
 
 

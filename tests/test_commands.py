@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from condgan import pictures
@@ -119,6 +120,15 @@ def test_emnist_classes_by_name(tmp_path):
     assert not (tmp_path / 'x.png').exists()
 
 
+def test_export_takes_a_run_folder_and_says_nothing_more(digits_run, tmp_path):
+    result = command('cgan.py', 'export', digits_run, tmp_path / 'digits', cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert own_stderr_lines(result.stderr) == []  # no deprecation notices of the TF1 builder
+    generator = tf.saved_model.load(str(tmp_path / 'digits'))
+    sevens = generator.signatures['generate_class'](class_index=tf.constant(1), count=tf.constant(2))['images']
+    assert sevens.shape == (2, SIDE, SIDE, 1)
+
+
 @pytest.mark.parametrize('arguments, fragment', [
     (['generate', '{run}', '-o', '{tmp}'], '-o .* is a folder: name the PNG file to write'),
     (['generate', '{run}', '-o', '{tmp}/file/x.png'], '-o .*/file/x.png: .*/file is a file, not a folder'),
@@ -170,20 +180,34 @@ def test_divergence_is_one_line_without_python_advice(three_and_seven, tmp_path)
     assert list(tmp_path.iterdir()) == []  # the failed first session is cleaned away
 
 
-def test_a_full_disk_is_one_line(three_and_seven, tmp_path):
-    """A real full disk: a 2 MB tmpfs, mounted in the child's own mount namespace (so it
-    needs no privilege where user namespaces are allowed, and vanishes with the child). The
-    first checkpoint does not fit; the folder keeps what it held."""
-    disk = tmp_path / 'disk'
-    disk.mkdir()
+def on_a_small_disk(folder, *arguments):
+    """`python <arguments>` writing to a real full disk: a 2 MB tmpfs on `folder`, mounted in
+    the child's own mount namespace (so it needs no privilege where user namespaces are
+    allowed, and vanishes with the child), which holds notes.txt. Its stdout ends with the
+    names of what the disk holds after the command, then the text of notes.txt."""
     script = ('mount -t tmpfs -o size=2m tmpfs "$0" && echo kept > "$0/notes.txt" && "$@"; status=$?; '
               'ls -A "$0"; cat "$0/notes.txt"; exit $status')
-    result = subprocess.run(
-        ['unshare', '--map-root-user', '--mount', 'sh', '-c', script, disk, sys.executable,
-         REPO / 'run_mnist.py', '--data-dir', three_and_seven, '--out-dir', disk / 'runs', '--max-steps', '1',
-         *FAST_RUN], capture_output=True, text=True, timeout=300)
+    folder.mkdir()
+    return subprocess.run(['unshare', '--map-root-user', '--mount', 'sh', '-c', script, folder, sys.executable,
+                           *arguments], capture_output=True, text=True, timeout=300)
+
+
+def test_a_full_disk_is_one_line(three_and_seven, tmp_path):
+    """The first checkpoint does not fit: the disk keeps what it held, and only that."""
+    disk = tmp_path / 'disk'
+    result = on_a_small_disk(disk, REPO / 'run_mnist.py', '--data-dir', three_and_seven, '--out-dir', disk / 'runs',
+                             '--max-steps', '1', *FAST_RUN)
     refused(result, 1, r'run_mnist.py: error: out of disk space writing .*/disk/runs/mnist/'
                        r'mnist-1.data-00000-of-00001 \(No space left on device\): free some space')
+    assert result.stdout.split() == ['notes.txt', 'kept']
+
+
+def test_an_export_to_a_full_disk_is_one_line(digits_run, tmp_path):
+    """Half a SavedModel is removed (and TensorFlow's deprecation notices are not printed)."""
+    disk = tmp_path / 'disk'
+    result = on_a_small_disk(disk, REPO / 'cgan.py', 'export', digits_run / 'mnist.pkl', disk / 'models' / 'digits')
+    refused(result, 1, r'cgan.py export: error: out of disk space writing .*/disk/models/digits/variables/.* '
+                       r'\(No space left on device\)')
     assert result.stdout.split() == ['notes.txt', 'kept']
 
 
