@@ -46,7 +46,7 @@ def one_line_errors(prog, run):
     try:
         return run()
     except KeyboardInterrupt as error:
-        fail(prog, f'interrupted: {error or "nothing was saved"}', 130)
+        fail(prog, str(error) or 'interrupted', 130)  # training's says what was saved
     except Exception as error:
         report = fault_report(error)
         if report is None:
