@@ -19,7 +19,6 @@ import argparse
 import hashlib
 import json
 import os
-import pickle
 import stat
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from scipy.spatial.distance import pdist
 
 from condgan import datasets
 from condgan.gan import CGan
+from condgan.gan import load as load_pickled_gan
 from condgan.model import dense, layer_weights
 from condgan.recipes import RECIPES
 from condgan.synthesize import to_pixels
@@ -496,11 +496,7 @@ def load_model(path):
         if len(pickles) != 1:  # none, or a folder that mixes runs: its checkpoints tell
             return CGan.from_checkpoint(str(path))
         path = pickles[0]
-    with open(path, 'rb') as f:
-        gan = pickle.load(f)
-    if not isinstance(gan, CGan):
-        raise ValueError(f"{path} holds a {type(gan).__name__}, not a pickled CGan")
-    return gan
+    return load_pickled_gan(path)
 
 
 def main(argv=None):
@@ -524,7 +520,7 @@ def main(argv=None):
     try:
         figures = evaluate_model(load_model(options.model), options.data_dir, options.per_class,
                                  options.dataset, options.cas)
-    except (OSError, ValueError, pickle.UnpicklingError) as error:
+    except (OSError, ValueError) as error:
         sys.exit(f"evaluate.py: error: {error}")
     print(json.dumps(figures, indent=2) if options.json else format_table(figures))
 

@@ -210,7 +210,10 @@ def test_bad_arguments_are_one_line_errors(model_path, tmp_path, capsys, argumen
 
 def test_a_file_that_is_no_model_is_a_one_line_error(tmp_path):
     (tmp_path / 'not.pkl').write_bytes(pickle.dumps({'a': 1}))
-    for model in (tmp_path / 'not.pkl', tmp_path / 'missing.pkl'):
+    (tmp_path / 'garbage.pkl').write_bytes(b'not a pickle')
+    (tmp_path / 'cut.pkl').write_bytes(pickle.dumps({'a': 1})[:5])
+    for model in (tmp_path / 'not.pkl', tmp_path / 'missing.pkl', tmp_path / 'garbage.pkl',
+                  tmp_path / 'cut.pkl'):
         with pytest.raises(SystemExit, match=f'^synthesize: error: .*{model}') as exit:
             run(model, '-o', tmp_path / 'out')
         assert '\n' not in exit.value.code
