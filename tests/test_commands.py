@@ -22,8 +22,6 @@ from test_recipes import FAST_RUN, REPO, SIDE, command, data_dir_flag, folder_st
     own_stderr_lines
 
 IMAGES = 40  # 5 batches of 8
-
-
 PROGRESS_BAR = re.compile(r' *\d+%\|.*\| *\d+/\d+ \[')  # tqdm's, as "  0%|   | 0/3 [00:00<?, ?step/s]"
 
 
