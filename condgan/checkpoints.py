@@ -46,8 +46,9 @@ def checkpoint_step(prefix):
 def first_readable(model_dir, read):
     """`read(prefix)` of the newest checkpoint it succeeds on, and that prefix.
 
-    A damaged checkpoint (truncated or missing data file) is named on stderr and passed
-    over for the one before it; `ValueError` (a checkpoint of another model) stops at once.
+    A damaged checkpoint (truncated or missing data file) is passed over for the one before
+    it, and named on stderr when an earlier one serves; `ValueError` (a checkpoint of another
+    model) stops at once.
     """
     prefixes = checkpoint_prefixes(model_dir)
     if not prefixes:
@@ -55,13 +56,25 @@ def first_readable(model_dir, read):
     damaged = []
     for prefix in prefixes:
         try:
-            return read(prefix), prefix
+            result = read(prefix)
         except (tf.errors.OpError, OSError) as error:
-            damaged.append(os.path.basename(prefix))
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            print(f"warning: checkpoint {prefix} is damaged ({reason}); trying an earlier one",
-                  file=sys.stderr)
-    raise CheckpointError(f"every checkpoint in {model_dir} is damaged: {', '.join(damaged)}")
+            damaged.append((prefix, damage(prefix, error)))
+            continue
+        for damaged_prefix, reason in damaged:
+            print(f"warning: checkpoint {damaged_prefix} is damaged ({reason}); using "
+                  f"{os.path.basename(prefix)}", file=sys.stderr)
+        return result, prefix
+    raise CheckpointError(f"every checkpoint in {model_dir} is damaged: " + '; '.join(
+        f"{os.path.basename(damaged_prefix)}: {reason}" for damaged_prefix, reason in damaged))
+
+
+def damage(prefix, error):
+    """What is wrong with a checkpoint that TensorFlow could not read, in a few words."""
+    data_files = list(Path(prefix).parent.glob(Path(prefix).name + '.data-*'))
+    if not data_files:
+        return 'its .data file is missing'
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def read_tensors(prefix, names):

@@ -97,8 +97,10 @@ def write_atomically(path, write):
         with os.fdopen(handle, 'wb') as f:
             write(f)
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         os.unlink(temporary)
+        if isinstance(error, OSError) and error.filename is None:
+            error.filename = path  # a full disk names the file it could not write
         raise
 
 

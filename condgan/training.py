@@ -180,6 +180,7 @@ class Training:
         self.history = LossHistory(self.steps_per_epoch)
         self.evaluations = []
         self.generator_weights = None
+        self.recorded = False  # whether config.json holds this session's settings
 
     @property
     def steps_per_epoch(self):
@@ -242,7 +243,9 @@ class Training:
             else:
                 session.run(net.initializer)
                 step = 0
-            write_json(self.model_dir / CONFIG_FILE, self.record())
+            if not resume:  # a resumed run's settings are recorded with its first checkpoint
+                write_json(self.model_dir / CONFIG_FILE, self.record())
+            self.recorded = not resume
             checkpoints.prune(self.model_dir, self.settings.max_to_keep)  # earlier sessions' leftovers
             with StopRequests() as stop, \
                     contextlib.closing(EventWriter(self.model_dir if tensorboard else None)) as events:
@@ -324,6 +327,9 @@ class Training:
         self.history.write(self.model_dir / 'losses.csv')
         net.saver.save(session, str(self.model_dir / self.checkpoint_name), global_step=step,
                        write_meta_graph=False)
+        if not self.recorded:
+            write_json(self.model_dir / CONFIG_FILE, self.record())
+            self.recorded = True
         checkpoints.prune(self.model_dir, self.settings.max_to_keep)
         self.keep_generator_weights(session, net)
         images = session.run(net.samples, {net.sample_z: sample_z})

@@ -168,6 +168,11 @@ def test_resume_refuses_settings_that_contradict_the_run_and_names_them(tmp_path
     refused(run_mnist(tmp_path, '--resume', '--seed', 5, '--max-steps', 2), 'seed 0 -> 5')
     refused(run_mnist(tmp_path, '--resume', '--z-dim', 10, '--max-steps', 2), 'z_dim 96 -> 10')
     assert folder_state(run_dir) == before
+    # A learning rate may change on resume; it is recorded with the session's first checkpoint,
+    # so a session that diverges before one leaves the record as it was.
+    diverged = run_mnist(tmp_path, '--resume', '--learning-rate', 1e30, '--max-steps', 3)
+    assert diverged.returncode == 1 and 'training diverged at step 2' in diverged.stderr
+    assert folder_state(run_dir) == before
 
 
 def test_a_damaged_newest_checkpoint_is_named_and_the_one_before_it_used(tmp_path):
@@ -181,6 +186,10 @@ def test_a_damaged_newest_checkpoint_is_named_and_the_one_before_it_used(tmp_pat
     assert f'warning: checkpoint {run_dir / "mnist-2"} is damaged' in result.stderr
     np.testing.assert_allclose(losses(run_dir)[:2], expected, rtol=1e-5)  # step 2 trained again
     assert losses(run_dir)[:, 0].tolist() == [1, 2, 3]
+    for data_file in run_dir.glob('mnist-*.data-*'):
+        data_file.unlink()
+    refused(run_mnist(tmp_path, '--resume', '--max-steps', 4),
+            f'every checkpoint in {run_dir} is damaged: mnist-3: its .data file is missing;')
 
 
 def test_disk_stays_bounded_across_resumes_and_crashes(tmp_path):
