@@ -26,7 +26,8 @@ import numpy as np
 from condgan import datasets, pictures
 from condgan.recipes import (OneLineErrorParser, RECIPES, folder_or_new, positive_int, seed_number,
                              sha256, training_parser)
-from condgan.runs import (RunFolderError, RunLock, fresh_seed, read_json, removed_unless_checkpointed,
+from condgan.runs import (RunFolderError, RunLock, fresh_seed, model_source, read_json,
+                          removed_unless_checkpointed,
                           run_files, saved_seed, write_json)
 
 RESOURCE_EXHAUSTED = 8  # TensorFlow's error code (tf.errors.RESOURCE_EXHAUSTED) for memory and disk
@@ -224,32 +225,6 @@ def now():
 
 # ----------------------------------------------------------------- using a trained model
 
-def load_model(path):
-    """A CGan from a pickle, or from a run folder: its newest intact checkpoint (the run's
-    latest state, also when a resumed session stopped before writing the pickle), else its
-    pickle."""
-    path = model_source(path)
-    from condgan.gan import CGan, load  # TensorFlow: only once the model is known to be there
-    return CGan.from_checkpoint(str(path)) if path.is_dir() else load(path)
-
-
-def model_source(text):
-    """The pickle or run folder that `text` names, checked without TensorFlow."""
-    path = Path(text)
-    if not path.exists():
-        raise CommandError(f'no model {path}: expected a pickled CGan or a run folder')
-    if path.is_file() and path.stat().st_size == 0:
-        raise CommandError(f'{path} is empty: expected a pickled CGan')
-    if not path.is_dir() or any(path.glob('*.index')):
-        return path
-    pickles = sorted(path.glob('*.pkl'))
-    if len(pickles) != 1:
-        found = f'pickles {", ".join(p.name for p in pickles)}' if pickles else 'no pickle'
-        raise CommandError(f'{path} holds no checkpoint (*.index) and {found}: expected a run '
-                           f'folder, or name the pickled CGan to load')
-    return pickles[0]
-
-
 def new_file(text):
     """-o: a file to write, in a folder that exists."""
     path = Path(text)
@@ -260,6 +235,14 @@ def new_file(text):
     if not path.parent.is_dir():
         raise CommandError(f'-o {path}: no folder {path.parent}: create it, or name a PNG file in an existing one')
     return path
+
+
+def load_model(text):
+    """A CGan from a pickle or a run folder; a missing or empty one is refused before
+    TensorFlow loads."""
+    model_source(text)
+    from condgan.gan import load_model
+    return load_model(text)
 
 
 def generate(options):
@@ -312,7 +295,8 @@ def main(argv=None):
     parser = command_parser()
     if argv and argv[0] in ('evaluate', 'synthesize'):  # their own parsers, in their modules
         import importlib
-        return importlib.import_module(f'condgan.{argv[0]}').main(argv[1:])
+        command = importlib.import_module(f'condgan.{argv[0]}')
+        return one_line_errors(f'cgan.py {argv[0]}', lambda: command.main(argv[1:]))
     options = parser.parse_args(argv)
     one_line_errors(f'cgan.py {options.command}', lambda: options.run(options))
 

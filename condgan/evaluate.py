@@ -1,6 +1,6 @@
 """How good is a generator: a small classifier, trained on the real images, judges its images.
 
-    python evaluate.py runs/mnist/mnist.pkl [--data-dir D] [--per-class N] [--dataset NAME] [--json]
+    python cgan.py evaluate runs/mnist [--data-dir D] [--per-class N] [--dataset NAME] [--json]
 
 A small convolutional classifier is trained once per dataset (MNIST, Fashion-MNIST or EMNIST
 Balanced) on the real training split, and cached. It then looks at N generated images per class:
@@ -15,12 +15,10 @@ Balanced) on the real training split, and cached. It then looks at N generated i
 `evaluate_model(gan)` does it for a trained CGan. During training, build a `Judge` once and call
 `judge.evaluate_generator(generate)` as often as you like.
 """
-import argparse
 import hashlib
 import json
 import os
 import stat
-import sys
 import tempfile
 import warnings
 import zipfile
@@ -33,11 +31,10 @@ import tensorflow as tf
 from scipy.spatial.distance import pdist
 
 from condgan import datasets
-from condgan.gan import CGan
-from condgan.gan import load as load_pickled_gan
+from condgan.gan import CGan, load_model
 from condgan.model import dense, layer_weights
-from condgan.recipes import RECIPES
-from condgan.synthesize import to_pixels
+from condgan.recipes import RECIPES, OneLineErrorParser
+from condgan.pictures import from_pixels, to_pixels
 
 tf1 = tf.compat.v1
 
@@ -107,7 +104,7 @@ class Classifier:
             # Cosine decay to 0: the last steps settle the weights instead of jumping around.
             learning_rate = LEARNING_RATE * 0.5 * (1 + np.cos(np.pi * step / steps))
             self.session.run(self.train_step, {
-                self.images: to_generator_range(shifted(images[batch], rng)),
+                self.images: from_pixels(shifted(images[batch], rng)),
                 self.labels: positions[batch], self.dropout: DROPOUT,
                 self.learning_rate: learning_rate})
 
@@ -165,7 +162,7 @@ class Judge:
         self.train_images, self.train_positions = train_images, np.searchsorted(self.classes, train_labels)
         load_or_train(self.classifier, self.classifier_path, self.train_images, self.train_positions)
 
-        self.test_images = to_generator_range(test_images)
+        self.test_images = from_pixels(test_images)
         self.test_positions = test_positions = np.searchsorted(self.classes, test_labels)
         test_features, predicted = self.classifier.judge(self.test_images)
         self.classifier_accuracy = float(np.mean(predicted == test_positions))
@@ -372,11 +369,6 @@ def shifted(images, rng, max_shift=MAX_SHIFT):
 
 # ----------------------------------------------------------------- figures
 
-def to_generator_range(images):
-    """uint8 images as the generator draws them: float32 in [-1, 1]."""
-    return images.astype(np.float32) / 255 * 2 - 1
-
-
 def gaussian(features):
     """Mean and covariance of features (n, d), in float64."""
     features = np.asarray(features, np.float64)
@@ -487,20 +479,9 @@ def format_table(figures):
     return '\n'.join(lines)
 
 
-def load_model(path):
-    """A CGan from a pickle, or from a run folder: its `<recipe>.pkl`, else its newest
-    checkpoint (`CGan.from_checkpoint`)."""
-    path = Path(path)
-    if path.is_dir():
-        pickles = [path / f'{name}.pkl' for name in RECIPES if (path / f'{name}.pkl').is_file()]
-        if len(pickles) != 1:  # none, or a folder that mixes runs: its checkpoints tell
-            return CGan.from_checkpoint(str(path))
-        path = pickles[0]
-    return load_pickled_gan(path)
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
+        prog='cgan.py evaluate',
         description="How good is a generator: conditional accuracy, Fréchet distance and "
                     "diversity of its images, judged by a classifier trained on the real data.")
     parser.add_argument('model', help='a pickled CGan (runs/mnist/mnist.pkl) or a run folder '
@@ -517,13 +498,6 @@ def main(argv=None):
                              f"{MIX_GENERATED_PER_CLASS} generated; a few classifier trainings")
     parser.add_argument('--json', action='store_true', help='print JSON instead of a table')
     options = parser.parse_args(argv)
-    try:
-        figures = evaluate_model(load_model(options.model), options.data_dir, options.per_class,
-                                 options.dataset, options.cas)
-    except (OSError, ValueError) as error:
-        sys.exit(f"evaluate.py: error: {error}")
+    figures = evaluate_model(load_model(options.model), options.data_dir, options.per_class,
+                             options.dataset, options.cas)
     print(json.dumps(figures, indent=2) if options.json else format_table(figures))
-
-
-if __name__ == '__main__':
-    main()

@@ -18,7 +18,7 @@ from condgan import checkpoints
 from condgan.generation import GeneratorSession, generator_inputs, grid_layout
 from condgan.model import COMPUTE_DTYPES, ModelConfig, default_precision, generator_variable_shapes
 from condgan.pictures import from_pixels, images_grid, plot_images, plot_losses
-from condgan.runs import CONFIG_FILE, read_json
+from condgan.runs import CONFIG_FILE, model_source, read_json
 from condgan.training import Training, TrainingSettings
 
 PICKLE_FORMAT = 1  # bump when the pickled state changes shape
@@ -299,3 +299,11 @@ def load(path):
     if not isinstance(gan, CGan):
         raise ValueError(f"{path} holds a {type(gan).__name__}, not a pickled CGan")
     return gan
+
+
+def load_model(path):
+    """A CGan from a pickle, or from a run folder: its newest intact checkpoint (the run's
+    latest state, also when a resumed session stopped before writing the pickle), else its
+    pickle."""
+    path = model_source(path)
+    return CGan.from_checkpoint(str(path)) if path.is_dir() else load(path)

@@ -120,3 +120,21 @@ def removed_unless_checkpointed(lock):
             if lock.created and set(os.listdir(folder)) <= {LOCK_FILE}:
                 shutil.rmtree(lock.created)
         raise
+
+
+def model_source(text):
+    """The pickle or run folder that `text` names, checked without TensorFlow: a run folder
+    with checkpoints, or the one pickle in a folder without any, or a pickle file."""
+    path = Path(text)
+    if not path.exists():
+        raise RunFolderError(f'no model {path}: expected a pickled CGan or a run folder')
+    if path.is_file() and path.stat().st_size == 0:
+        raise RunFolderError(f'{path} is empty: expected a pickled CGan')
+    if not path.is_dir() or any(path.glob('*.index')):
+        return path
+    pickles = sorted(path.glob('*.pkl'))
+    if len(pickles) != 1:
+        found = f'pickles {", ".join(p.name for p in pickles)}' if pickles else 'no pickle'
+        raise RunFolderError(f'{path} holds no checkpoint (*.index) and {found}: expected a run '
+                             f'folder, or name the pickled CGan to load')
+    return pickles[0]

@@ -16,13 +16,13 @@ of GENERATE_BATCH, so memory stays flat however many are asked for.
 """
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from condgan import datasets
+from condgan.pictures import to_pixels
 from condgan.recipes import OneLineErrorParser, RECIPES, positive_int
 
 GENERATE_BATCH = 1000          # images per generator call: bounds the memory
@@ -96,12 +96,6 @@ def generated_pixels(gan, labels, seed, transposed, progress):
         yield pixels.transpose(0, 2, 1) if transposed else pixels
 
 
-def to_pixels(images):
-    """Images in the generator's range [-1, 1] as uint8 0-255: the inverse of
-    `evaluate.to_generator_range`."""
-    return np.clip(np.rint((np.asarray(images) + 1) * 127.5), 0, 255).astype(np.uint8)
-
-
 def check_model(gan, counts, dataset):
     """A ValueError unless the model draws what `dataset`'s files hold: 28x28 gray images of
     classes 0-255, and knows every class in `counts`."""
@@ -155,7 +149,7 @@ def class_mix(text):
 
 def parser():
     parser = OneLineErrorParser(
-        prog='python -m condgan.synthesize',
+        prog='cgan.py synthesize',
         description="Write a generated dataset: a trained model's images, with their classes "
                     "as labels, in the IDX files of its dataset (MNIST, Fashion-MNIST, EMNIST), "
                     "which every recipe reads with --data-dir and any IDX reader reads.")
@@ -184,26 +178,17 @@ def main(argv=None):
     options = command.parse_args(argv)
     if not 0 <= options.seed < 2**63:
         command.error(f'--seed: expected a whole number from 0 to 2**63 - 1; got {options.seed}')
-    try:
-        if not options.replace:  # before the model loads: a refusal should not take seconds
-            refuse_a_dataset(Path(options.out_dir))
-    except FileExistsError as error:
-        sys.exit(f'synthesize: error: {error}')
+    if not options.replace:  # before the model loads: a refusal should not take seconds
+        refuse_a_dataset(Path(options.out_dir))
     from condgan import evaluate  # TensorFlow: only once the arguments are known to be good
-    try:
-        gan = evaluate.load_model(options.model)
-        dataset = evaluate.dataset_of(gan, options.dataset)
-        counts = options.mix or {value: options.per_class for value in gan.classes}
-        class_names = (DATASETS[dataset].class_names(options.data_dir)
-                       if dataset == 'emnist' else ())
-        record = synthesize(gan, options.out_dir, counts, options.seed, dataset, class_names,
-                            options.replace, model=options.model)
-    except (OSError, ValueError) as error:
-        sys.exit(f'synthesize: error: {error}')
+    from condgan.gan import load_model
+    gan = load_model(options.model)
+    dataset = evaluate.dataset_of(gan, options.dataset)
+    counts = options.mix or {value: options.per_class for value in gan.classes}
+    class_names = DATASETS[dataset].class_names(options.data_dir) if dataset == 'emnist' else ()
+    record = synthesize(gan, options.out_dir, counts, options.seed, dataset, class_names,
+                        options.replace, model=options.model)
     print(f"{record['images']} images of {len(counts)} classes: "
           f"{', '.join(str(Path(options.out_dir) / name) for name in record['files'])}, "
           f"{Path(options.out_dir) / RECORD_FILE}")
 
-
-if __name__ == '__main__':
-    main()

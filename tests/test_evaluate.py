@@ -10,10 +10,11 @@ import sys
 import numpy as np
 import pytest
 
-from condgan import evaluate
+from condgan import commands, evaluate
 from condgan.gan import CGan
 from condgan.datasets import Dataset, load_mnist
-from condgan.evaluate import Judge, frechet_distance, to_generator_range
+from condgan.evaluate import Judge, frechet_distance
+from condgan.pictures import from_pixels
 from tiny_gan import tiny_mnist_gan
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,7 +44,7 @@ def mnist():
 
 def real_by_class(images, labels, rng, per_class=PER_CLASS):
     """per_class real images of each digit, in the generator's range [-1, 1]."""
-    return [to_generator_range(images[rng.choice(np.flatnonzero(labels == digit), per_class,
+    return [from_pixels(images[rng.choice(np.flatnonzero(labels == digit), per_class,
                                                  replace=False)])
             for digit in range(10)]
 
@@ -123,7 +124,7 @@ def real_as_generated(judge, mnist):
     rng = np.random.default_rng(4)
 
     def generate(position, count):
-        return to_generator_range(images[rng.choice(np.flatnonzero(labels == position), count,
+        return from_pixels(images[rng.choice(np.flatnonzero(labels == position), count,
                                                     replace=False)])
     return judge.classification_accuracy_score(generate, per_class=100, mix_real=20,
                                                mix_generated=100, train_steps=CAS_STEPS)
@@ -234,7 +235,7 @@ def test_the_command_line_evaluates_a_pickled_model(judge, cache_home, tmp_path)
     path = tmp_path / 'mnist.pkl'
     path.write_bytes(pickle.dumps(tiny_mnist_gan(tmp_path)))
     env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'}
-    result = subprocess.run([sys.executable, '-m', 'condgan.evaluate', str(path),
+    result = subprocess.run([sys.executable, os.path.join(REPO, 'cgan.py'), 'evaluate', str(path),
                              '--per-class', '5', '--json'],
                             env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -247,11 +248,13 @@ def test_the_command_line_evaluates_a_pickled_model(judge, cache_home, tmp_path)
     assert len(table.splitlines()) == 7 + 10  # the figures, then a row per class
 
 
-def test_the_command_line_names_what_is_wrong(mnist, tmp_path):
+def test_the_command_line_names_what_is_wrong(mnist, tmp_path, capsys):
     path = tmp_path / 'mine.pkl'
-    path.write_bytes(pickle.dumps(untrained_gan(mnist, generator_name='mine')))
-    with pytest.raises(SystemExit, match="cannot tell which dataset the model 'mine'"):
-        evaluate.main([str(path)])
-    path.write_bytes(pickle.dumps({'a': 1}))
-    with pytest.raises(SystemExit, match='not a pickled CGan'):
-        evaluate.main([str(path)])
+    for content, message in ((untrained_gan(mnist, generator_name='mine'), "cannot tell which dataset the model 'mine'"),
+                             ({'a': 1}, f'{path} holds a dict, not a pickled CGan')):
+        path.write_bytes(pickle.dumps(content))
+        with pytest.raises(SystemExit) as exit_:
+            commands.main(['evaluate', str(path)])
+        error = capsys.readouterr().err
+        assert exit_.value.code == 2 and error.startswith('cgan.py evaluate: error: ')
+        assert message in error and error.count('\n') == 1, error
