@@ -5,6 +5,7 @@ expected, no traceback, and every file that was there before is as it was.
 The runs are tiny and trained on synthetic MNIST-format data holding only the digits 3 and 7,
 which also shows that classes are named by their label value (issue 11, items 9 to 11)."""
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -187,7 +188,8 @@ def on_a_small_disk(folder, *arguments):
               'ls -A "$0"; cat "$0/notes.txt"; exit $status')
     folder.mkdir()
     return subprocess.run(['unshare', '--map-root-user', '--mount', 'sh', '-c', script, folder, sys.executable,
-                           *arguments], capture_output=True, text=True, timeout=300)
+                           *arguments], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'})
 
 
 def test_a_full_disk_is_one_line(three_and_seven, tmp_path):
