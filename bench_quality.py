@@ -1,7 +1,7 @@
 """Image quality of training settings at equal steps: does an option cost quality?
 
 Trains the same MNIST model (same seed, same batches) under each setting for --steps steps,
-judging the generator with evaluate.py every --eval-every steps, and prints the figures
+judging the generator with condgan.evaluate every --eval-every steps, and prints the figures
 side by side. Generation modes are compared on the final weights too: inference mode
 (batch norm on moving statistics, no dropout: the default) and the original's (batch
 statistics and dropout).
