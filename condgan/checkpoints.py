@@ -38,11 +38,6 @@ def checkpoint_prefixes(model_dir):
     return [str(path)[:-len('.index')] for path in sorted(indexes, key=age, reverse=True)]
 
 
-def checkpoint_step(prefix):
-    step = re.search(r'-(\d+)$', prefix)
-    return int(step[1]) if step else 0
-
-
 def first_readable(model_dir, read):
     """`read(prefix)` of the newest checkpoint it succeeds on, and that prefix.
 

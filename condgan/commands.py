@@ -9,7 +9,6 @@ then checkpoints, `losses.csv` and `samples_<step>.png` as it trains, and at the
 Every refusal and fault is one line on stderr with a non-zero exit, and leaves the run
 folder as it was. TensorFlow is imported only once the arguments are known to be good.
 """
-import argparse
 import datetime
 import errno
 import os

@@ -31,7 +31,7 @@ import tensorflow as tf
 from scipy.spatial.distance import pdist
 
 from condgan import datasets
-from condgan.gan import CGan, load_model
+from condgan.gan import load_model
 from condgan.model import dense, layer_weights
 from condgan.recipes import RECIPES, OneLineErrorParser
 from condgan.pictures import from_pixels, to_pixels

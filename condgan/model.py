@@ -62,10 +62,6 @@ class ModelConfig:
     def to_json(self):
         return asdict(self)
 
-    @classmethod
-    def from_json(cls, values):
-        return cls(**values)
-
 
 # ----------------------------------------------------------------- layers
 # Each creates its variables under the names tf.layers used, so checkpoints match the original.

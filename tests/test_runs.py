@@ -9,10 +9,8 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-import pytest
 
 from condgan.gan import CGan, load
 from test_recipes import REPO, data_dir_flag, folder_state, own_stderr_lines
