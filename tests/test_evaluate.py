@@ -52,7 +52,8 @@ def real_by_class(images, labels, rng, per_class=PER_CLASS):
 # ------------------------------------------------------------------ the figures
 
 def test_the_classifier_is_accurate_and_cached_in_the_per_user_cache(judge, cache_home):
-    assert judge.classifier_accuracy > 0.975  # version 1 reached 97.5%
+    # Version 3 reached 98.75%, version 2 98.1%; issue 14's goal, 99%, is still open.
+    assert judge.classifier_accuracy >= 0.985
     # CGAN_DATA_DIR is read-only to us: the classifier goes to the per-user cache.
     assert judge.classifier_path.parent == cache_home / 'cgan' / 'mnist'
     written = judge.classifier_path.stat().st_mtime_ns
@@ -113,6 +114,25 @@ def test_wrong_images_are_clear_errors(judge):
         judge.evaluate([good] * 3 + [np.zeros((2, 28, 28, 3))] + [good] * 6)
     with pytest.raises(ValueError, match='per_class must be at least 2'):
         judge.evaluate_generator(lambda position, count: good[:count], per_class=1)
+
+
+def test_training_images_are_turned_scaled_and_moved_about_their_centre(monkeypatch):
+    rows, columns = np.mgrid[:28, :28] - 13.5
+    disc = np.where(np.hypot(rows, columns) < 6, 255, 0).astype(np.uint8)  # centred: turns keep it
+    discs = np.repeat(disc[None, :, :, None], 200, axis=0)
+    moved = evaluate.augmented(discs, np.random.default_rng(7))
+    assert moved.shape == discs.shape and moved.min() >= 0 and moved.max() <= 255
+    ink = moved.sum(axis=(1, 2, 3))
+    centres = np.stack([(moved[..., 0] * axis).sum(axis=(1, 2)) for axis in (rows, columns)]) / ink
+    assert np.all(np.abs(centres) <= evaluate.MAX_SHIFT + 0.05)  # + the disc's pixel edges
+    assert centres.std(axis=1).min() > evaluate.MAX_SHIFT / 4  # moved, each its own way
+    # Scaled by s, the disc's ink grows by s^2.
+    ratios = ink / disc.sum()
+    assert (1 - evaluate.MAX_SCALE) ** 2 - 0.05 < ratios.min() < 0.9 < 1.1 < ratios.max() < (1 + evaluate.MAX_SCALE) ** 2 + 0.05
+    for setting in ('MAX_SHIFT', 'MAX_ROTATION', 'MAX_SCALE'):
+        monkeypatch.setattr(evaluate, setting, 0)
+    images = load_mnist('train')[0][:10]
+    np.testing.assert_array_equal(evaluate.augmented(images, np.random.default_rng(7)), images)
 
 
 # ------------------------------------------------------------------ the classification accuracy score
