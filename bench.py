@@ -172,11 +172,11 @@ class BookStyleGraph:
             self.input_z = tf1.placeholder(tf.float32, (None, config.generator_input_size))
             self.labels = tf1.placeholder(tf.float32, (None, height, width, config.num_classes))
             unused_seed = tf.zeros(2, tf.int64)  # the book's layers draw with tf.nn.dropout
-            fake_logits = model.discriminator(config, model.generator(config, self.input_z, True, unused_seed),
-                                              self.labels, unused_seed)
-            real_logits = model.discriminator(config, self.input_real, self.labels, unused_seed)
-            d_loss = model.discriminator_loss(real_logits, fake_logits, config.smooth)
-            g_loss = model.generator_loss(fake_logits)
+            fake_logits = model.label_planes_discriminator(
+                config, model.generator(config, self.input_z, True, unused_seed), self.labels, unused_seed)
+            real_logits = model.label_planes_discriminator(config, self.input_real, self.labels, unused_seed)
+            d_loss = model.discriminator_loss(config, real_logits, fake_logits)
+            g_loss = model.generator_loss(config, fake_logits)
             learning_rate = gan.learning_rate
             variables = tf1.trainable_variables()
             with tf.control_dependencies(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)):

@@ -1,60 +1,94 @@
-"""Image quality of training settings at equal steps: does an option cost quality?
+"""Image quality against training steps and time, per variant and seed, on real MNIST.
 
-Trains the same MNIST model (same seed, same batches) under each setting for --steps steps,
-judging the generator with condgan.evaluate every --eval-every steps, and prints the figures
-side by side. Generation modes are compared on the final weights too: inference mode
-(batch norm on moving statistics, no dropout: the default) and the original's (batch
-statistics and dropout).
+Trains each variant (model.py: 'book', 'modern') on the same data for --steps steps under
+each seed, and judges its generator with condgan.evaluate every --eval-every steps (100
+images per class). Prints, per variant and seed, the figures at each judged step, then the
+training time to reach 80%, 90% and 95% conditional accuracy (at the first judged step that
+reaches it; judging is not counted as training time). The step rate is the machine's: run
+it on a quiet machine.
 
-A setting is PRECISION, then +book_layers for the original's layer ops (see bench.py), +xla
-for XLA.
-
-    python bench_quality.py --out-dir runs/quality --steps 1500 float32 mixed_bfloat16
+    python bench_quality.py --out-dir runs/quality --steps 3000 --eval-every 250 --seeds 0 1 book modern
 """
 import argparse
-import contextlib
 import json
+import time
 
 from condgan import evaluate
-from bench import book_layers
-from condgan.gan import CGan
-from condgan.training import EVALUATION_FIGURES
 from condgan.datasets import Dataset, load_mnist
+from condgan.gan import CGan
+from condgan.recipes import RECIPES, VARIANT_DEFAULTS
+
+THRESHOLDS = (0.80, 0.90, 0.95)
+PER_CLASS = 100
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('settings', nargs='+', metavar='PRECISION[+book_layers][+xla]')
-    parser.add_argument('--data-dir', help='the MNIST folder (default: the loaders\' usual search)')
-    parser.add_argument('--out-dir', required=True, help='one model folder per setting goes here')
-    parser.add_argument('--steps', type=int, default=1500)
-    parser.add_argument('--eval-every', type=int, default=500)
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('variants', nargs='+', choices=list(VARIANT_DEFAULTS))
+    parser.add_argument('--data-dir', help="the MNIST folder (default: the loaders' usual search)")
+    parser.add_argument('--out-dir', required=True, help='a model folder per variant and seed goes here')
+    parser.add_argument('--steps', type=int, default=3000)
+    parser.add_argument('--eval-every', type=int, default=250)
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
     args = parser.parse_args()
 
     images, labels = load_mnist('train', args.data_dir)
-    dataset = Dataset(images, labels, channels=1, seed=args.seed)
     results = {}
-    for setting in args.settings:
-        gan = CGan(dataset, epochs=10_000, generator_name='mnist', seed=args.seed,
-                   out_dir=f'{args.out_dir}/{setting}', precision=setting.split('+')[0],
-                   xla='+xla' in setting)
-        with book_layers() if '+book_layers' in setting else contextlib.nullcontext(), \
-                evaluate.Judge.for_model(gan, args.data_dir) as judge:
-            gan.fit(max_steps=args.steps, save_every_n=args.eval_every, plot=False,
-                    evaluation=judge.evaluate_generator, eval_every=args.eval_every)
-        results[setting] = gan.evaluations
-        gan.legacy_generation = True  # the original's generation, same weights
-        gan.close()
-        original = evaluate.evaluate_model(gan, args.data_dir, per_class=50)
-        results[f'{setting}, generated as the original'] = [
-            {'step': args.steps, **{name: original[name] for name in EVALUATION_FIGURES}}]
-
-    print(f"{'setting':<44} {'step':>6} " + ' '.join(f'{name:>20}' for name in EVALUATION_FIGURES))
-    for setting, rows in results.items():
-        for row in rows:
-            print(f"{setting:<44} {row['step']:>6} " + ' '.join(f'{row[name]:>20.3f}' for name in EVALUATION_FIGURES))
+    with evaluate.Judge('mnist', args.data_dir) as judge:
+        print(f'classifier accuracy on the real test images: {judge.classifier_accuracy:.4f}; '
+              f'Fréchet floor {judge.frechet_floor:.3f}')
+        for variant in args.variants:
+            for seed in args.seeds:
+                results[f'{variant} seed {seed}'] = train_and_judge(
+                    variant, seed, Dataset(images, labels, channels=1, seed=seed), judge, args)
+    print_table(results, judge.frechet_floor)
     print(json.dumps(results))
+
+
+def train_and_judge(variant, seed, dataset, judge, args):
+    """[{step, seconds (of training so far), figures...}] every --eval-every steps."""
+    rows = []
+    started = time.perf_counter()
+    judging = 0.0  # seconds spent judging, not training
+
+    def evaluation(generate, per_class):
+        nonlocal judging
+        began = time.perf_counter()
+        figures = judge.evaluate_generator(generate, PER_CLASS)
+        rows.append({'step': (len(rows) + 1) * args.eval_every,
+                     'seconds': round(began - started - judging, 1),
+                     'conditional_accuracy': figures['conditional_accuracy'],
+                     'worst_class_accuracy': min(row['conditional_accuracy'] for row in figures['per_class']),
+                     'frechet_over_floor': figures['frechet_distance'] / figures['frechet_floor'],
+                     'diversity_ratio': figures['diversity_ratio']})
+        judging += time.perf_counter() - began
+        return figures
+
+    gan = CGan(dataset, epochs=10_000, generator_name='mnist', seed=seed, variant=variant,
+               out_dir=f'{args.out_dir}/{variant}-seed{seed}', precision='float32',
+               class_names=RECIPES['mnist'].class_names(None))
+    gan.fit(**VARIANT_DEFAULTS[variant], max_steps=args.steps, save_every_n=args.steps, plot=False,
+            evaluation=evaluation, eval_every=args.eval_every)
+    gan.close()
+    return rows
+
+
+def print_table(results, floor):
+    print(f"\n{'variant, seed':<18} {'step':>6} {'train s':>8} {'accuracy':>9} {'worst class':>12} "
+          f"{'Fréchet/floor':>14} {'diversity':>10}")
+    for name, rows in results.items():
+        for row in rows:
+            print(f"{name:<18} {row['step']:>6} {row['seconds']:>8.0f} {row['conditional_accuracy']:>9.3f} "
+                  f"{row['worst_class_accuracy']:>12.2f} {row['frechet_over_floor']:>14.1f} "
+                  f"{row['diversity_ratio']:>10.3f}")
+    print(f"\ntraining time to reach a conditional accuracy (first judged step at or above it):")
+    for name, rows in results.items():
+        reached = []
+        for threshold in THRESHOLDS:
+            first = next((row for row in rows if row['conditional_accuracy'] >= threshold), None)
+            reached.append(f"{threshold:.0%}: " + ('not reached' if first is None else
+                                                   f"{first['seconds']:.0f} s (step {first['step']})"))
+        print(f"{name:<18} " + '; '.join(reached))
 
 
 if __name__ == '__main__':

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from condgan.model import check_shapes
+from condgan.model import AVERAGE_SUFFIX, check_shapes
 
 
 class CheckpointError(ValueError):
@@ -86,12 +86,17 @@ def read_generator_weights(model_dir, shapes):
     """The generator weights of the newest readable checkpoint in `model_dir`, whether it is
     the original code's kind, and its prefix.
 
-    The original saved trainable variables only; their moving statistics are then set to
-    0 and 1 (unused: such a model generates with batch statistics, as the original did).
+    A weight whose moving average the checkpoint holds (the modern variant's) is read as
+    that average, which is what generates. The original saved trainable variables only;
+    their moving statistics are then set to 0 and 1 (unused: such a model generates with
+    batch statistics, as the original did).
     """
     def read(prefix):
         stored = stored_shapes(prefix)
-        weights = read_tensors(prefix, [name for name in shapes if name in stored])
+        sources = {name: name + AVERAGE_SUFFIX if name + AVERAGE_SUFFIX in stored else name
+                   for name in shapes if name in stored}
+        tensors = read_tensors(prefix, list(sources.values()))
+        weights = {name: tensors[source] for name, source in sources.items()}
         missing_moving = [name for name in shapes if name not in stored
                           and name.endswith(('moving_mean', 'moving_variance'))]
         for name in missing_moving:

@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from condgan import datasets, pictures
-from condgan.recipes import (OneLineErrorParser, RECIPES, folder_or_new, positive_int, seed_number,
-                             sha256, training_parser)
+from condgan.recipes import (DEFAULT_VARIANT, OneLineErrorParser, RECIPES, VARIANT_DEFAULTS,
+                             folder_or_new, positive_int, seed_number, sha256, training_parser)
 from condgan.runs import (RunFolderError, RunLock, fresh_seed, model_source, read_json,
                           removed_unless_checkpointed,
-                          run_files, saved_seed, write_json)
+                          run_files, saved_model_settings, saved_seed, write_json)
 
 RESOURCE_EXHAUSTED = 8  # TensorFlow's error code (tf.errors.RESOURCE_EXHAUSTED) for memory and disk
 MAX_GENERATED = 10_000  # images one `generate` draws at most (a PNG grid of 10,000 is 80 MB of pixels)
@@ -128,6 +128,9 @@ def train_locked(name, recipe, options, run_dir):
     with RunLock(run_dir) as lock, removed_unless_checkpointed(lock):
         record = starting_record(name, run_dir, options)
         seed = run_seed(options, run_dir)
+        variant = run_variant(options, run_dir)
+        learning_rate, beta1 = (VARIANT_DEFAULTS[variant][setting] if getattr(options, setting) is None
+                                else getattr(options, setting) for setting in ('learning_rate', 'beta1'))
         if not options.resume:
             data_files = datasets.data_files(recipe.dataset, 'train', options.data_dir)
             record.update(seed=seed, data={'images': len(images), 'classes': np.unique(labels).tolist(),
@@ -139,10 +142,10 @@ def train_locked(name, recipe, options, run_dir):
         from condgan.training import RunFinished
         gan = CGan(datasets.Dataset(images, labels, channels=1, seed=seed),
                    epochs=options.epochs, batch_size=options.batch_size, z_dim=options.z_dim,
-                   generator_name=name, learning_rate=options.learning_rate, beta1=options.beta1,
-                   out_dir=options.out_dir, seed=seed, class_names=class_names)
+                   generator_name=name, learning_rate=learning_rate, beta1=beta1,
+                   out_dir=options.out_dir, seed=seed, class_names=class_names, variant=variant)
         try:
-            gan.fit(options.learning_rate, options.beta1, resume=options.resume,
+            gan.fit(learning_rate, beta1, resume=options.resume,
                     save_every_n=options.save_every, max_steps=options.max_steps)
         except RunFinished as finished:
             print(f'{name}: {finished}')
@@ -184,6 +187,14 @@ def run_seed(options, run_dir):
         return options.seed
     saved = saved_seed(run_dir) if options.resume else None
     return fresh_seed() if saved is None else saved
+
+
+def run_variant(options, run_dir):
+    """--variant, else the resumed run's own, else the book's."""
+    if options.variant is not None:
+        return options.variant
+    saved = saved_model_settings(run_dir).get('variant') if options.resume else None
+    return saved or DEFAULT_VARIANT
 
 
 def recipe_class_names(name, recipe, data_dir, labels):

@@ -36,10 +36,12 @@ class CGan:
     def __init__(self, dataset, epochs=1, batch_size=32, z_dim=96, generator_name='generator',
                  alpha=0.2, smooth=0.1, learning_rate=0.001, beta1=0.35,
                  out_dir=None, seed=None, max_to_keep=5, precision='auto', xla=False,
-                 classes=None, image_shape=None, class_names=None):
+                 classes=None, image_shape=None, class_names=None, variant='book'):
         """`classes` and `image_shape` describe a model without a dataset (generation only);
         with a dataset they come from it. `precision` 'auto' is `model.default_precision()`.
-        `class_names` name the classes in pictures and commands (default: their values)."""
+        `class_names` name the classes in pictures and commands (default: their values).
+        `variant` 'modern' trains the opt-in networks and losses (see model.py); give it the
+        learning rate and beta1 of `recipes.VARIANT_DEFAULTS['modern']`."""
         if dataset is not None:
             classes = [] if dataset.labels is None else dataset.classes
             image_shape = dataset.data.shape[1:]
@@ -51,7 +53,7 @@ class CGan:
         self.dataset = dataset
         self.generator_name = generator_name
         self.model_dir = os.path.join(os.path.abspath(out_dir or os.getcwd()), generator_name)
-        self.config = ModelConfig(image_shape, classes, z_dim, alpha, smooth)
+        self.config = ModelConfig(image_shape, classes, z_dim, alpha, smooth, variant)
         # seed None: drawn when training starts (or the resumed run's), and recorded.
         self.settings = TrainingSettings(epochs, batch_size, learning_rate, beta1, seed,
                                          precision, xla, max_to_keep)
@@ -73,6 +75,7 @@ class CGan:
     z_dim = property(lambda self: self.config.z_dim)
     alpha = property(lambda self: self.config.alpha)
     smooth = property(lambda self: self.config.smooth)
+    variant = property(lambda self: self.config.variant)
     epochs = property(lambda self: self.settings.epochs)
     batch_size = property(lambda self: self.settings.batch_size)
     learning_rate = property(lambda self: self.settings.learning_rate)
@@ -208,7 +211,8 @@ class CGan:
                                        'z_dim': z_dim, 'alpha': alpha}.items() if v is not None}}
         gan = cls(None, z_dim=config['z_dim'], alpha=config['alpha'],
                   smooth=config.get('smooth', 0.1), classes=config['classes'],
-                  image_shape=config['image_shape'], precision='float32',
+                  image_shape=config['image_shape'], variant=config.get('variant', 'book'),
+                  precision='float32',
                   generator_name=generator_name or record.get('checkpoint_name', 'generator'),
                   class_names=record.get('class_names'))
         gan.model_dir = os.path.abspath(ckpt_dir)

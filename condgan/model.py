@@ -7,7 +7,10 @@ planes") and says whether the image is real. Trained together, the generator lea
 draw images that pass for real images *of the requested class*.
 
 This is the model of the chapter "Building GANs for Conditional Image Creation" of
-"TensorFlow Deep Learning Projects" (Packt, 2018), in TF1 graph mode (`tf.compat.v1`).
+"TensorFlow Deep Learning Projects" (Packt, 2018), in TF1 graph mode (`tf.compat.v1`): the
+'book' variant, the default. The 'modern' variant (opt-in) keeps the generator's inputs and
+outputs but learns much faster: a lighter generator without dropout, and a projection
+discriminator (Miyato & Koyama, 2018) with spectral normalisation and the hinge loss.
 Layers are written from `tf.compat.v1.get_variable` and `tf.nn` (the `tf.compat.v1.layers`
 API needs the legacy Keras package on TF 2.21), with exactly the variable names `tf.layers`
 gave them, so checkpoints move between the original and this.
@@ -28,6 +31,13 @@ BATCH_NORM_EPSILON = 1e-3
 # Mixed precision: convolutions and matmuls in 16 bits, variables and losses in float32.
 # bfloat16 suits CPUs with AVX-512 BF16 (and TPUs), float16 GPUs (with loss scaling).
 COMPUTE_DTYPES = {'float32': tf.float32, 'mixed_bfloat16': tf.bfloat16, 'mixed_float16': tf.float16}
+VARIANTS = ('book', 'modern')
+# The modern variant generates from a moving average of the generator's weights, which
+# tf.train.ExponentialMovingAverage stores under '<variable name>' + this.
+AVERAGE_SUFFIX = '/ExponentialMovingAverage'
+# Training-mode batch norm puts (moving_mean, batch mean, moving_variance, batch variance)
+# here, so that the moving statistics can be set to those of a large batch (see training.py).
+BATCH_STATISTICS = 'batch_statistics'
 
 
 @dataclass(frozen=True)
@@ -37,7 +47,8 @@ class ModelConfig:
     classes: tuple = tuple(range(10))  # the class values, in one-hot order; () for a DCGAN
     z_dim: int = 96                    # noise size; the generator's input is z + one-hot
     alpha: float = 0.2                 # leaky ReLU slope
-    smooth: float = 0.1                # one-sided label smoothing: real target 1 - smooth
+    smooth: float = 0.1                # one-sided label smoothing: real target 1 - smooth (book)
+    variant: str = 'book'              # the networks and losses: 'book' or 'modern'
 
     def __post_init__(self):
         object.__setattr__(self, 'image_shape', tuple(int(n) for n in self.image_shape))
@@ -50,6 +61,8 @@ class ModelConfig:
             raise ValueError(f"images must have 1 or 3 channels; got {channels}")
         if self.z_dim < 1:
             raise ValueError(f"z_dim must be at least 1; got {self.z_dim}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}; got {self.variant!r}")
 
     @property
     def num_classes(self):
@@ -59,6 +72,11 @@ class ModelConfig:
     def generator_input_size(self):
         return self.z_dim + self.num_classes
 
+    @property
+    def averages_generator(self):
+        """Whether images come from a moving average of the generator's weights (modern)."""
+        return self.variant == 'modern'
+
     def to_json(self):
         return asdict(self)
 
@@ -66,14 +84,14 @@ class ModelConfig:
 # ----------------------------------------------------------------- layers
 # Each creates its variables under the names tf.layers used, so checkpoints match the original.
 
-def dense(x, units, name):
-    kernel, bias = layer_weights(name, (x.shape[-1], units), units, x.dtype)
+def dense(x, units, name, **normalization):
+    kernel, bias = layer_weights(name, (x.shape[-1], units), units, x.dtype, **normalization)
     return tf.matmul(x, kernel) + bias
 
 
-def conv(x, filters, strides, name):
+def conv(x, filters, strides, name, **normalization):
     """5x5 convolution, 'same' padding."""
-    kernel, bias = layer_weights(name, (5, 5, x.shape[-1], filters), filters, x.dtype)
+    kernel, bias = layer_weights(name, (5, 5, x.shape[-1], filters), filters, x.dtype, **normalization)
     return tf.nn.conv2d(x, kernel, strides, 'SAME') + bias
 
 
@@ -119,13 +137,36 @@ def transposed_convolution_kernel_gradient(x, dy, strides):
     return tf.transpose(gradient, (1, 2, 0, 3))
 
 
-def layer_weights(name, kernel_shape, units, dtype):
+def layer_weights(name, kernel_shape, units, dtype, normalized=False, update_singular_vector=False):
     """A layer's kernel (Glorot uniform: the original's Xavier) and bias, float32 variables
-    read in the layer's compute dtype."""
+    read in the layer's compute dtype. `normalized`: the kernel spectrally normalised."""
     with tf1.variable_scope(name):
         kernel = tf1.get_variable('kernel', kernel_shape, initializer=tf1.glorot_uniform_initializer())
         bias = tf1.get_variable('bias', (units,), initializer=tf1.zeros_initializer())
+        if normalized:
+            kernel = spectral_normalized(kernel, update_singular_vector)
     return tf.cast(kernel, dtype), tf.cast(bias, dtype)
+
+
+def spectral_normalized(kernel, update_singular_vector):
+    """The kernel divided by its largest singular value, as a matrix [inputs, units]
+    (Miyato et al., 2018): each layer then stretches no input by more than 1, which keeps the
+    discriminator smooth and its gradients useful to the generator.
+
+    The singular value comes from one step of power iteration a training step, from the
+    singular vector kept in a variable (so it is in the checkpoint, and a resumed run goes on
+    exactly). `update_singular_vector`: this use of the layer moves that vector on (one use a
+    step does; the update goes to UPDATE_OPS).
+    """
+    matrix = tf.reshape(kernel, (-1, kernel.shape[-1]))                          # [inputs, units]
+    singular_vector = tf1.get_variable('singular_vector', (1, matrix.shape[1]), trainable=False,
+                                       initializer=tf1.random_normal_initializer())  # [1, units]
+    left = tf.math.l2_normalize(tf.matmul(singular_vector, matrix, transpose_b=True))  # [1, inputs]
+    right = tf.math.l2_normalize(tf.matmul(left, matrix))                        # [1, units]
+    left, right = tf.stop_gradient(left), tf.stop_gradient(right)
+    if update_singular_vector:
+        tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, singular_vector.assign(right))
+    return kernel / tf.reduce_sum(tf.matmul(left, matrix) * right)
 
 
 def batch_norm(x, training, name):
@@ -147,6 +188,7 @@ def batch_norm(x, training, name):
                                           BATCH_NORM_EPSILON, is_training=False)
         return y
     y, mean, variance = tf1.nn.fused_batch_norm(x, gamma, beta, epsilon=BATCH_NORM_EPSILON)
+    tf1.add_to_collection(BATCH_STATISTICS, (moving_mean, mean, moving_variance, variance))
     for moving, batch_value in ((moving_mean, mean), (moving_variance, variance)):
         tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, moving.assign_sub(
             (moving - batch_value) * (1 - BATCH_NORM_MOMENTUM)))
@@ -154,14 +196,17 @@ def batch_norm(x, training, name):
 
 
 def normalize_activate_drop(x, alpha, training, batch_norm_name, random_seed):
-    """Batch norm, leaky ReLU, dropout: what follows every hidden layer."""
-    x = batch_norm(x, training, batch_norm_name)
-    # The original's max(alpha*x, x), as one op: tf.maximum and its gradient took five
-    # elementwise passes over the activations.
-    x = tf.nn.leaky_relu(x, alpha)
+    """Batch norm, leaky ReLU, dropout: what follows every hidden layer of the book's networks."""
+    x = normalize_activate(x, alpha, training, batch_norm_name)
     if not training:
         return x
     return drop_half(x, tf.random.experimental.stateless_fold_in(random_seed, layer_number(batch_norm_name)))
+
+
+def normalize_activate(x, alpha, training, batch_norm_name):
+    # The original's max(alpha*x, x), as one op: tf.maximum and its gradient took five
+    # elementwise passes over the activations.
+    return tf.nn.leaky_relu(batch_norm(x, training, batch_norm_name), alpha)
 
 
 def drop_half(x, random_seed):
@@ -192,12 +237,25 @@ def conv_block(x, filters, strides, alpha, training, conv_name, batch_norm_name,
 
 # ----------------------------------------------------------------- the two networks
 
-def discriminator(config, images, label_planes, random_seed, compute_dtype=tf.float32):
-    """Logits [batch, 1] that `images` are real images of the classes in `label_planes`.
+def discriminator(config, images, one_hot, random_seed, compute_dtype=tf.float32,
+                  update_singular_vectors=False):
+    """Logits [batch, 1] that `images` [batch, H, W, C] in [-1, 1] are real images of the
+    classes `one_hot` [batch, K] (None for a plain DCGAN), by the config's variant.
 
-    It is only ever run in training mode (batch statistics, dropout), as in the original;
-    `random_seed` (shape [2]) draws its dropout masks.
+    The book's runs only in training mode (batch statistics, dropout drawn from `random_seed`,
+    shape [2]), as in the original. The modern one has neither; `update_singular_vectors`
+    says whether this use moves its spectral normalisation on (once a training step).
     """
+    if config.variant == 'modern':
+        return projection_discriminator(config, images, one_hot, update_singular_vectors, compute_dtype)
+    height, width, _ = config.image_shape
+    planes = None if one_hot is None else label_planes(one_hot, height, width)
+    return label_planes_discriminator(config, images, planes, random_seed, compute_dtype)
+
+
+def label_planes_discriminator(config, images, label_planes, random_seed, compute_dtype=tf.float32):
+    """The book's discriminator: the class as extra image channels, three convolutions with
+    batch norm and dropout, one dense logit."""
     with tf1.variable_scope('discriminator', reuse=tf1.AUTO_REUSE):
         x = images if label_planes is None else tf.concat([images, label_planes], axis=3)
         x = tf.cast(x, compute_dtype)                                   # [batch, H, W, C+K]
@@ -211,25 +269,71 @@ def discriminator(config, images, label_planes, random_seed, compute_dtype=tf.fl
         return tf.cast(dense(x, 1, 'dense'), tf.float32)                # [batch, 1]
 
 
-def generator(config, z, training, random_seed=None, compute_dtype=tf.float32):
-    """Images [batch, H, W, C] in [-1, 1] drawn from z joined to the one-hot labels.
+def projection_discriminator(config, images, one_hot, update_singular_vectors, compute_dtype=tf.float32):
+    """The modern discriminator: two spectrally normalised convolutions, then the logit of
+    a projection discriminator (Miyato & Koyama, 2018), w.f + e_y.f for the image's features
+    f and the class's learned embedding e_y. The class meets the image's features at the
+    end, where it can ask "is this a good 8?", rather than as 10 extra input channels."""
+    normalized = {'normalized': True, 'update_singular_vector': update_singular_vectors}
+    with tf1.variable_scope('discriminator', reuse=tf1.AUTO_REUSE):
+        x = tf.cast(images, compute_dtype)                              # [batch, H, W, C]
+        x = tf.nn.leaky_relu(conv(x, 64, 2, 'conv2d', **normalized), config.alpha)
+        # [batch, H/2, W/2, 64]
+        x = tf.nn.leaky_relu(conv(x, 128, 2, 'conv2d_1', **normalized), config.alpha)
+        # [batch, H/4, W/4, 128]
+        features = tf.reshape(x, (-1, int(np.prod(x.shape[1:]))))      # [batch, F = H/4*W/4*128]
+        logits = dense(features, 1, 'dense', **normalized)              # [batch, 1]
+        if one_hot is not None:
+            class_embedding = dense(tf.cast(one_hot, compute_dtype), features.shape[1], 'embedding',
+                                    **normalized)                       # [batch, F]
+            logits += tf.reduce_sum(class_embedding * features, axis=1, keepdims=True)
+        return tf.cast(logits, tf.float32)                              # [batch, 1]
 
-    In training mode batch norm uses the batch's statistics and dropout (masks drawn from
-    `random_seed`, shape [2]) follows every hidden layer; in inference mode batch norm uses
-    the moving statistics and nothing is dropped.
+
+def generator(config, z, training, random_seed=None, compute_dtype=tf.float32):
+    """Images [batch, H, W, C] in [-1, 1] drawn from z joined to the one-hot labels
+    [batch, z_dim + K], by the config's variant.
+
+    In training mode batch norm uses the batch's statistics (and in the book's variant
+    dropout, masks drawn from `random_seed`, shape [2], follows every hidden layer); in
+    inference mode batch norm uses the moving statistics and nothing is dropped.
     """
-    height, width, channels = config.image_shape
     with tf1.variable_scope('generator', reuse=tf1.AUTO_REUSE):
         x = tf.cast(z, compute_dtype)                                   # [batch, z_dim + K]
-        x = dense(x, height // 4 * width // 4 * 512, 'dense')           # [batch, H/4*W/4*512]
-        x = tf.reshape(x, (-1, height // 4, width // 4, 512))           # [batch, H/4, W/4, 512]
-        x = normalize_activate_drop(x, config.alpha, training, 'batch_normalization', random_seed)
-        x = conv_transpose(x, 256, 2, 'conv2d_transpose')               # [batch, H/2, W/2, 256]
-        x = normalize_activate_drop(x, config.alpha, training, 'batch_normalization_1', random_seed)
-        x = conv_transpose(x, 128, 2, 'conv2d_transpose_1')             # [batch, H, W, 128]
-        x = normalize_activate_drop(x, config.alpha, training, 'batch_normalization_2', random_seed)
-        logits = conv_transpose(x, channels, 1, 'conv2d_transpose_2')   # [batch, H, W, C]
+        if config.variant == 'modern':
+            logits = modern_generator_layers(config, x, training)
+        else:
+            logits = book_generator_layers(config, x, training, random_seed)
         return tf.tanh(tf.cast(logits, tf.float32))
+
+
+def book_generator_layers(config, x, training, random_seed):
+    """The book's generator up to its logits: a dense layer to (H/4, W/4, 512), then
+    transposed convolutions of 256, 128 and C channels, with batch norm and dropout."""
+    height, width, channels = config.image_shape
+    x = dense(x, height // 4 * width // 4 * 512, 'dense')               # [batch, H/4*W/4*512]
+    x = tf.reshape(x, (-1, height // 4, width // 4, 512))               # [batch, H/4, W/4, 512]
+    x = normalize_activate_drop(x, config.alpha, training, 'batch_normalization', random_seed)
+    x = conv_transpose(x, 256, 2, 'conv2d_transpose')                   # [batch, H/2, W/2, 256]
+    x = normalize_activate_drop(x, config.alpha, training, 'batch_normalization_1', random_seed)
+    x = conv_transpose(x, 128, 2, 'conv2d_transpose_1')                 # [batch, H, W, 128]
+    x = normalize_activate_drop(x, config.alpha, training, 'batch_normalization_2', random_seed)
+    return conv_transpose(x, channels, 1, 'conv2d_transpose_2')         # [batch, H, W, C]
+
+
+def modern_generator_layers(config, x, training):
+    """The modern generator up to its logits: the book's shape at half the channels (a
+    quarter of the work) and no dropout, whose noise the discriminator kept seeing in the
+    generator's strokes."""
+    height, width, channels = config.image_shape
+    x = dense(x, height // 4 * width // 4 * 256, 'dense')               # [batch, H/4*W/4*256]
+    x = tf.reshape(x, (-1, height // 4, width // 4, 256))               # [batch, H/4, W/4, 256]
+    x = normalize_activate(x, config.alpha, training, 'batch_normalization')
+    x = conv_transpose(x, 128, 2, 'conv2d_transpose')                   # [batch, H/2, W/2, 128]
+    x = normalize_activate(x, config.alpha, training, 'batch_normalization_1')
+    x = conv_transpose(x, 64, 2, 'conv2d_transpose_1')                  # [batch, H, W, 64]
+    x = normalize_activate(x, config.alpha, training, 'batch_normalization_2')
+    return conv_transpose(x, channels, 1, 'conv2d_transpose_2')         # [batch, H, W, C]
 
 
 def label_planes(one_hot, height, width):
@@ -239,14 +343,20 @@ def label_planes(one_hot, height, width):
 
 # ----------------------------------------------------------------- losses
 
-def discriminator_loss(real_logits, fake_logits, smooth):
-    """Real images aimed at 1 - smooth (one-sided label smoothing), fakes at 0."""
-    return (sigmoid_cross_entropy(real_logits, 1.0 - smooth)
+def discriminator_loss(config, real_logits, fake_logits):
+    """Book: real images aimed at 1 - smooth (one-sided label smoothing), fakes at 0.
+    Modern: the hinge loss, which stops pushing an image once it is judged with margin 1."""
+    if config.variant == 'modern':
+        return (tf.reduce_mean(tf.nn.relu(1.0 - real_logits))
+                + tf.reduce_mean(tf.nn.relu(1.0 + fake_logits)))
+    return (sigmoid_cross_entropy(real_logits, 1.0 - config.smooth)
             + sigmoid_cross_entropy(fake_logits, 0.0))
 
 
-def generator_loss(fake_logits):
+def generator_loss(config, fake_logits):
     """The generator wants its fakes called real."""
+    if config.variant == 'modern':
+        return -tf.reduce_mean(fake_logits)
     return sigmoid_cross_entropy(fake_logits, 1.0)
 
 
@@ -258,10 +368,12 @@ def sigmoid_cross_entropy(logits, target):
 # ----------------------------------------------------------------- the generator's weights
 
 def generator_variables(graph):
-    """The generator's variables by checkpoint name, moving statistics included."""
+    """The generator's variables by checkpoint name, moving statistics included (not the
+    optimizer's slots, nor the weights' moving averages)."""
     with graph.as_default():
         return {v.op.name: v for v in tf1.global_variables()
-                if v.op.name.startswith('generator/') and '/Adam' not in v.op.name}
+                if v.op.name.startswith('generator/') and '/Adam' not in v.op.name
+                and not v.op.name.endswith(AVERAGE_SUFFIX)}
 
 
 def generator_variable_shapes(config):

@@ -83,8 +83,17 @@ def fresh_seed():
 
 def saved_seed(folder):
     """The seed that the run in `folder` trained with, if it recorded one."""
+    return saved_record(folder).get('training', {}).get('seed')
+
+
+def saved_model_settings(folder):
+    """The model configuration that the run in `folder` recorded ({} if none)."""
+    return saved_record(folder).get('model', {})
+
+
+def saved_record(folder):
     path = Path(folder) / CONFIG_FILE
-    return read_json(path).get('training', {}).get('seed') if path.exists() else None
+    return read_json(path) if path.exists() else {}
 
 
 def write_json(path, record):

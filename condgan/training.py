@@ -24,8 +24,8 @@ from tqdm import tqdm  # tqdm.auto wants ipywidgets in Jupyter; text bars work e
 
 from condgan import checkpoints
 from condgan.generation import generator_inputs, grid_layout, session_config
-from condgan.model import (COMPUTE_DTYPES, check_shapes, discriminator, discriminator_loss,
-                           generator, generator_loss, generator_variables, label_planes)
+from condgan.model import (BATCH_STATISTICS, COMPUTE_DTYPES, ModelConfig, check_shapes, discriminator,
+                           discriminator_loss, generator, generator_loss, generator_variables)
 from condgan.pictures import save_png, images_grid, show_in_notebook, write_atomically
 from condgan.runs import (CONFIG_FILE, RunFolderError, RunLock, fresh_seed, read_json,
                           removed_unless_checkpointed, run_files, saved_seed, write_json)
@@ -34,6 +34,8 @@ tf1 = tf.compat.v1
 
 EVALUATION_FIGURES = ('conditional_accuracy', 'frechet_distance', 'diversity_ratio')
 SAMPLE_COLUMNS = 5   # sample grids: 5 images of each of the first 10 classes, same z all run
+CALIBRATION_IMAGES = 256  # the generator's batch-norm statistics are measured on this many
+GENERATOR_AVERAGE_DECAY = 0.999  # of the modern variant's moving average of the generator
 # Settings a resumed run may change: how long it goes on and how it computes, not what.
 RESUMABLE_CHANGES = ('epochs', 'learning_rate', 'precision', 'xla', 'max_to_keep')
 
@@ -89,18 +91,14 @@ def build_training_graph(config, settings, max_value=255):
 
         # The original scaled batches to [-0.5, 0.5], then doubled them to tanh's [-1, 1].
         real_images = (tf.cast(real_images_uint8, tf.float32) / max_value - 0.5) * 2
-        z = tf.random.stateless_uniform((batch, config.z_dim), stream(0), -1.0, 1.0)  # [batch, z_dim]
-        planes = None
-        if config.num_classes:
-            one_hot = tf.one_hot(class_index, config.num_classes)             # [batch, K]
-            z = tf.concat([z, one_hot], axis=1)                               # [batch, z_dim + K]
-            planes = label_planes(one_hot, height, width)                     # [batch, H, W, K]
+        z, one_hot = random_generator_inputs(config, batch, class_index, stream(0))  # [batch, z_dim + K]
 
         with tf.xla.experimental.jit_scope(compile_ops=settings.xla):
             fake_images = generator(config, z, True, stream(1), compute_dtype)
-            real_logits = discriminator(config, real_images, planes, stream(2), compute_dtype)
-            fake_logits = discriminator(config, fake_images, planes, stream(3), compute_dtype)
-            d_loss = discriminator_loss(real_logits, fake_logits, config.smooth)
+            real_logits = discriminator(config, real_images, one_hot, stream(2), compute_dtype,
+                                        update_singular_vectors=True)
+            fake_logits = discriminator(config, fake_images, one_hot, stream(3), compute_dtype)
+            d_loss = discriminator_loss(config, real_logits, fake_logits)
 
             variables = tf1.trainable_variables()
             d_vars = [v for v in variables if v.name.startswith('discriminator/')]
@@ -110,27 +108,77 @@ def build_training_graph(config, settings, max_value=255):
             with tf.control_dependencies(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)):
                 d_train = adam(learning_rate, settings).minimize(d_loss, var_list=d_vars)
             with tf.control_dependencies([d_train]):
-                g_loss = generator_loss(discriminator(config, fake_images, planes, stream(4), compute_dtype))
+                g_loss = generator_loss(config, discriminator(config, fake_images, one_hot, stream(4),
+                                                              compute_dtype))
                 train_step = adam(learning_rate, settings).minimize(g_loss, var_list=g_vars,
                                                                     global_step=global_step)
+            average = None
+            if config.averages_generator:
+                # Decay min(0.999, (1 + step) / (10 + step)): early averages forget the start fast.
+                average = tf1.train.ExponentialMovingAverage(GENERATOR_AVERAGE_DECAY, num_updates=global_step)
+                with tf.control_dependencies([train_step]):
+                    train_step = average.apply(g_vars)
 
         # For TensorBoard: the losses, and how sure D is that real and fake images are real.
         tf1.summary.scalar('loss/discriminator', d_loss)
         tf1.summary.scalar('loss/generator', g_loss)
         tf1.summary.scalar('discriminator_output/real', tf.reduce_mean(tf.sigmoid(real_logits)))
         tf1.summary.scalar('discriminator_output/fake', tf.reduce_mean(tf.sigmoid(fake_logits)))
-        # Built once here, not at every sample grid (the original's graph grew all along).
-        sample_z = tf1.placeholder(tf.float32, (None, config.generator_input_size))
-        samples = generator(config, sample_z, False)
+        # The generator that draws: with the averaged weights, where the variant keeps them.
+        with tf1.variable_scope(tf1.get_variable_scope(), custom_getter=lambda getter, *args, **kwargs:
+                                averaged(getter(*args, **kwargs), average)):
+            calibrate_batch_norm = batch_norm_calibration(config, settings.seed, compute_dtype)
+            # Built once here, not at every sample grid (the original's graph grew all along).
+            sample_z = tf1.placeholder(tf.float32, (None, config.generator_input_size))
+            samples = generator(config, sample_z, False)
         net = types.SimpleNamespace(
             graph=graph, real_images_uint8=real_images_uint8, class_index=class_index, step=step,
             learning_rate=learning_rate, train_step=train_step, d_loss=d_loss, g_loss=g_loss,
-            sample_z=sample_z, samples=samples, summaries=tf1.summary.merge_all(),
+            calibrate_batch_norm=calibrate_batch_norm, sample_z=sample_z, samples=samples,
+            summaries=tf1.summary.merge_all(),
             saver=tf1.train.Saver(max_to_keep=settings.max_to_keep, save_relative_paths=True),
-            global_step=global_step, generator_variables=generator_variables(graph),
+            global_step=global_step, generation_weights={
+                name: averaged(variable, average) for name, variable in generator_variables(graph).items()},
             initializer=tf1.global_variables_initializer())
         graph.finalize()
     return net
+
+
+def averaged(variable, average):
+    """`variable`'s moving average in `average` (a tf.train.ExponentialMovingAverage, or
+    None) where it keeps one, else `variable`."""
+    kept = None if average is None else average.average(variable)
+    return variable if kept is None else kept
+
+
+def random_generator_inputs(config, batch, class_index, random_seed):
+    """`batch` z uniform in [-1, 1] from `random_seed`, joined to the one-hot vectors of the
+    classes at `class_index` [batch]: ([batch, z_dim + K], the one-hot [batch, K] or None)."""
+    z = tf.random.stateless_uniform((batch, config.z_dim), random_seed, -1.0, 1.0)
+    if not config.num_classes:
+        return z, None
+    one_hot = tf.one_hot(class_index, config.num_classes)
+    return tf.concat([z, one_hot], axis=1), one_hot
+
+
+def batch_norm_calibration(config, seed, compute_dtype):
+    """The op that sets the generator's moving statistics to those of one large batch of the
+    generator as it is now (every class alike, the same z each time).
+
+    Generation normalises with the moving statistics. Their running averages start at 0 and
+    1 and lag the weights, so the first few hundred steps drew near-black grids; measured
+    afresh before every checkpoint, sample grid and evaluation, they fit the weights saved.
+    Training never reads them, so this changes nothing of what it learns.
+    """
+    class_index = tf.range(CALIBRATION_IMAGES) % max(config.num_classes, 1)
+    random_seed = tf.constant([seed, -1], tf.int64)  # no training step draws this stream
+    z, _ = random_generator_inputs(config, CALIBRATION_IMAGES, class_index, random_seed)
+    measured_so_far = len(tf1.get_collection(BATCH_STATISTICS))
+    generator(config, z, True, random_seed, compute_dtype)
+    return tf.group([assignment
+                     for moving_mean, mean, moving_variance, variance
+                     in tf1.get_collection(BATCH_STATISTICS)[measured_so_far:]
+                     for assignment in (moving_mean.assign(mean), moving_variance.assign(variance))])
 
 
 def adam(learning_rate, settings):
@@ -222,7 +270,8 @@ class Training:
         except KeyError as missing:
             raise RunFolderError(f"{path} has no {missing} entry") from None
         ours = {**self.config.to_json(), **asdict(self.settings)}
-        theirs = {**model, **settings}
+        # A setting that an earlier version did not record had the value it now defaults to.
+        theirs = {**ModelConfig().to_json(), **model, **settings}
         differences = [f"{name} {theirs.get(name)!r} -> {value!r}" for name, value in ours.items()
                        if name not in RESUMABLE_CHANGES and normalized(theirs.get(name)) != normalized(value)]
         if differences:
@@ -325,6 +374,7 @@ class Training:
         checkpoint, which a resume drops, never a checkpoint past the history."""
         self.history.add(losses)
         self.history.write(self.model_dir / 'losses.csv')
+        session.run(net.calibrate_batch_norm)
         net.saver.save(session, str(self.model_dir / self.checkpoint_name), global_step=step,
                        write_meta_graph=False)
         if not self.recorded:
@@ -339,12 +389,13 @@ class Training:
         show_in_notebook(path)
 
     def keep_generator_weights(self, session, net):
-        self.generator_weights = dict(zip(net.generator_variables, session.run(
-            list(net.generator_variables.values()))))
+        self.generator_weights = dict(zip(net.generation_weights, session.run(
+            list(net.generation_weights.values()))))
 
     def evaluate(self, session, net, evaluation, step, events, per_class=50):
         """Record `evaluation(generate, per_class)`'s figures (see evaluate.Judge)."""
         rng = np.random.default_rng([self.settings.seed, step])
+        session.run(net.calibrate_batch_norm)
 
         def generate(class_position, count):
             z = generator_inputs(self.config, np.full(count, class_position), rng)

@@ -1,6 +1,7 @@
 """CGan: the graph against the SPEC, a few real training steps, generation, pickling, and a
 test for each bug of the original that we fix. Data: the real MNIST in CGAN_DATA_DIR."""
 import gzip
+import json
 import os
 import pickle
 import signal
@@ -14,6 +15,7 @@ import tensorflow as tf
 
 from condgan import model
 from condgan.checkpoints import CheckpointError, checkpoint_prefixes
+from condgan.generation import GeneratorSession, generator_inputs
 from condgan.gan import CGan
 from condgan.runs import RunFolderError
 from condgan.training import build_training_graph, epoch_batches
@@ -117,8 +119,8 @@ def test_losses_are_the_formulas_with_one_sided_smoothing():
         return np.mean(-target * np.log(sigmoid) - (1 - target) * np.log(1 - sigmoid))
 
     with tf.Graph().as_default(), tf1.Session() as session:
-        d_loss, g_loss = session.run([model.discriminator_loss(real_logits, fake_logits, 0.1),
-                                      model.generator_loss(fake_logits)])
+        d_loss, g_loss = session.run([model.discriminator_loss(model.ModelConfig(smooth=0.1), real_logits, fake_logits),
+                                      model.generator_loss(model.ModelConfig(), fake_logits)])
     assert d_loss == pytest.approx(cross_entropy(real_logits, 0.9) + cross_entropy(fake_logits, 0.0), rel=1e-5)
     assert g_loss == pytest.approx(cross_entropy(fake_logits, 1.0), rel=1e-5)
 
@@ -182,7 +184,7 @@ def test_discriminator_sees_the_label_planes(dataset, tmp_path):
         images = tf1.placeholder(tf.float32, (None, 28, 28, 1))
         labels = tf1.placeholder(tf.float32, (None, 28, 28, 10))
         seed = tf1.placeholder(tf.int64, (2,))
-        logits = model.discriminator(gan.config, images, labels, seed)
+        logits = model.label_planes_discriminator(gan.config, images, labels, seed)
         session.run(tf1.global_variables_initializer())
         batch = np.zeros((2, 28, 28, 1), np.float32)
         planes = np.zeros((2, 28, 28, 10), np.float32)
@@ -321,6 +323,17 @@ def test_resume_continues_the_step_count(dataset, tmp_path):
     assert checkpoint_prefixes(gan.model_dir)[0].endswith('mnist-5')
     with pytest.raises(RunFolderError, match='no checkpoint'):
         make_gan(dataset, tmp_path, generator_name='new').fit(resume=True, plot=False)
+
+
+def test_a_run_recorded_before_the_variants_resumes_as_the_book(dataset, tmp_path):
+    trained(dataset, tmp_path, steps=1)
+    path = tmp_path / 'mnist' / 'config.json'
+    record = json.loads(path.read_text())
+    del record['model']['variant']  # as a run of the version before the modern variant
+    path.write_text(json.dumps(record))
+    make_gan(dataset, tmp_path).fit(max_steps=2, save_every_n=2, resume=True, plot=False)
+    with pytest.raises(RunFolderError, match="variant 'book' -> 'modern'"):
+        make_gan(dataset, tmp_path, variant='modern').fit(max_steps=3, resume=True, plot=False)
 
 
 def test_resume_from_another_model_is_a_clear_error(dataset, tmp_path):
@@ -548,3 +561,78 @@ print(gan.classes, gan.image_shape)
         result = run_python((load + check).format(folder=tmp_path), cwd=cwd)
         assert result.returncode == 0, result.stderr[-3000:]
         assert result.stdout.strip() == '[3, 5, 7] (8, 8, 1)'
+
+
+# ------------------------------------------------------------------ the modern variant
+
+MODERN = model.ModelConfig(variant='modern')
+
+
+def test_the_modern_variant_has_its_own_networks(dataset, tmp_path):
+    net = build_training_graph(MODERN, make_gan(dataset, tmp_path).settings)
+    shapes = variable_shapes(net.graph)
+    assert shapes['generator/dense/kernel'] == (106, 7 * 7 * 256)
+    assert shapes['generator/conv2d_transpose_1/kernel'] == (5, 5, 64, 128)
+    # The image alone goes in (no label planes); the class meets its features at the end.
+    assert shapes['discriminator/conv2d/kernel'] == (5, 5, 1, 64)
+    assert shapes['discriminator/embedding/kernel'] == (10, 7 * 7 * 128)
+    assert not any(name.startswith('discriminator/batch_normalization') for name in shapes)
+    with pytest.raises(ValueError, match="variant must be one of book, modern; got 'new'"):
+        model.ModelConfig(variant='new')
+
+
+def test_spectral_normalisation_divides_by_the_largest_singular_value():
+    kernel_value = np.random.default_rng(0).normal(size=(5, 5, 3, 8)).astype(np.float32)
+    with tf.Graph().as_default(), tf1.Session() as session:
+        kernel = tf1.get_variable('kernel', initializer=kernel_value)
+        normalized = model.spectral_normalized(kernel, update_singular_vector=True)
+        update = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
+        session.run(tf1.global_variables_initializer())
+        for _ in range(50):  # one power-iteration step each, as one a training step
+            session.run(update)
+        result = session.run(normalized)
+    singular_values = np.linalg.svd(result.reshape(-1, 8), compute_uv=False)
+    assert singular_values[0] == pytest.approx(1, abs=1e-3)
+    np.testing.assert_allclose(result * np.linalg.svd(kernel_value.reshape(-1, 8), compute_uv=False)[0],
+                               kernel_value, rtol=1e-3)
+
+
+def test_the_projection_discriminator_judges_the_class_without_randomness():
+    with tf.Graph().as_default(), tf1.Session() as session:
+        images = tf1.placeholder(tf.float32, (None, 28, 28, 1))
+        one_hot = tf1.placeholder(tf.float32, (None, 10))
+        seed = tf1.placeholder(tf.int64, (2,))
+        logits = model.discriminator(MODERN, images, one_hot, seed)
+        session.run(tf1.global_variables_initializer())
+        batch = np.random.default_rng(0).uniform(-1, 1, (2, 28, 28, 1)).astype(np.float32)
+        same_images = np.repeat(batch[:1], 2, axis=0)
+        classes = np.eye(10, dtype=np.float32)[[3, 7]]
+        first, again = (session.run(logits, {images: same_images, one_hot: classes, seed: s})
+                        for s in ((0, 1), (0, 2)))
+    np.testing.assert_array_equal(first, again)  # no dropout, no batch statistics
+    assert abs(first[0, 0] - first[1, 0]) > 1e-4  # the same image, another class
+
+
+def test_the_modern_losses_are_the_hinge_loss():
+    real_logits = np.array([[2.0], [-1.0], [0.5]], np.float32)
+    fake_logits = np.array([[-3.0], [0.2], [1.5]], np.float32)
+    with tf.Graph().as_default(), tf1.Session() as session:
+        d_loss, g_loss = session.run([model.discriminator_loss(MODERN, real_logits, fake_logits),
+                                      model.generator_loss(MODERN, fake_logits)])
+    assert d_loss == pytest.approx(np.mean(np.maximum(0, 1 - real_logits)) + np.mean(np.maximum(0, 1 + fake_logits)))
+    assert g_loss == pytest.approx(-np.mean(fake_logits))
+
+
+@pytest.mark.parametrize('variant', ['book', 'modern'])
+def test_generation_is_as_bright_as_training_from_the_first_steps(dataset, tmp_path, variant):
+    """The moving statistics are measured afresh at every save: after 2 steps the images of
+    inference mode already look like those the generator draws in training (before, the
+    running averages still sat near 0 and 1 and the grids came out near-black)."""
+    gan = trained(dataset, tmp_path, steps=2, variant=variant)
+    z = generator_inputs(gan.config, np.arange(500) % 10, np.random.default_rng(0))
+    inference = GeneratorSession(gan.config, gan.generator_weights)
+    as_in_training = GeneratorSession(gan.config, gan.generator_weights, legacy=True)
+    drawn, trained_like = inference.run(z), as_in_training.run(z)
+    assert abs(drawn.mean() - trained_like.mean()) < 0.05
+    if variant == 'modern':  # the book's dropout adds contrast in training, so only the mean
+        assert abs(drawn.std() - trained_like.std()) < 0.05

@@ -18,6 +18,7 @@ import tensorflow as tf
 from PIL import Image
 
 from condgan import commands, datasets, pictures, recipes
+from condgan.gan import CGan
 
 REPO = Path(__file__).resolve().parents[1]
 SIDE = 28  # every dataset's images are 28x28
@@ -121,14 +122,20 @@ def test_the_pickle_generates(mnist_run):
     assert images.shape == (100, SIDE, SIDE, 1) and np.abs(images).max() <= 1
 
 
-@pytest.mark.parametrize('name, class_names', [
-    ('zalando', datasets.FASHION_LABELS),
-    ('emnist', tuple('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabdefghnqrt')),
+EMNIST_NAMES = tuple('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabdefghnqrt')
+
+
+@pytest.mark.parametrize('name, class_names, variant', [
+    ('zalando', datasets.FASHION_LABELS, 'book'),
+    ('emnist', EMNIST_NAMES, 'book'),
+    ('zalando', datasets.FASHION_LABELS, 'modern'),
+    ('emnist', EMNIST_NAMES, 'modern'),
 ])
-def test_fashion_and_emnist_recipes(name, class_names, tmp_path):
-    run_dir = train(name, tmp_path, '--max-steps', '1', '--save-every', '1')
+def test_fashion_and_emnist_recipes(name, class_names, variant, tmp_path):
+    run_dir = train(name, tmp_path, '--max-steps', '1', '--save-every', '1', '--variant', variant)
     record = json.loads((run_dir / 'run.json').read_text())
     assert record['recipe'] == name and record['steps'] == 1
+    assert json.loads((run_dir / 'config.json').read_text())['model']['variant'] == variant
     assert record['sessions'][0]['arguments']['epochs'] == recipes.RECIPES[name].epochs
     assert tuple(record['data']['class_names']) == class_names
     assert image_size(run_dir / 'classes.png') == (pictures.LABEL_WIDTH + pictures.CLASS_COLUMNS * SIDE,
@@ -136,7 +143,31 @@ def test_fashion_and_emnist_recipes(name, class_names, tmp_path):
     assert gif_frames(run_dir / 'progress.gif')[0] == 1
     assert gif_frames(run_dir / 'interpolation.gif')[0] == 50
     with open(run_dir / f'{name}.pkl', 'rb') as f:
-        assert pickle.load(f).classes == list(range(len(class_names)))
+        gan = pickle.load(f)
+    assert gan.classes == list(range(len(class_names))) and gan.variant == variant
+
+
+def test_the_modern_variant_is_the_runs_own(tmp_path):
+    """Opt-in with --variant modern: its optimiser defaults, recorded in config.json, kept by the
+    pickle, the checkpoint and --resume (which may leave the flag out, not contradict it)."""
+    run_dir = train('mnist', tmp_path, '--max-steps', '2', '--save-every', '2', '--variant', 'modern')
+    record = json.loads((run_dir / 'config.json').read_text())
+    assert record['model']['variant'] == 'modern'
+    assert {name: record['training'][name] for name in ('learning_rate', 'beta1')} == \
+        recipes.VARIANT_DEFAULTS['modern']
+    assert CGan.from_checkpoint(str(run_dir)).variant == 'modern'
+    with open(run_dir / 'mnist.pkl', 'rb') as f:
+        eights = pickle.load(f).generate_new(target_class=8, rows=2, cols=2, plot=False)
+    assert eights.shape == (4, SIDE, SIDE, 1)
+
+    train('mnist', tmp_path, '--resume', '--max-steps', '3', '--save-every', '1')
+    assert json.loads((run_dir / 'run.json').read_text())['steps'] == 3
+    before = folder_state(run_dir)
+    result = command('run_mnist.py', '--out-dir', tmp_path, *FAST_RUN, *data_dir_flag('mnist'),
+                     '--resume', '--max-steps', '4', '--variant', 'book', cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "variant 'modern' -> 'book'" in own_stderr_lines(result.stderr)[-1]
+    assert folder_state(run_dir) == before
 
 
 def test_resume_continues_the_run(mnist_run, tmp_path):
