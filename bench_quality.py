@@ -64,10 +64,11 @@ def train_and_judge(variant, seed, dataset, judge, args):
         judging += time.perf_counter() - began
         return figures
 
+    # A checkpoint at every judged step, all kept: another classifier can judge them later.
     gan = CGan(dataset, epochs=10_000, generator_name='mnist', seed=seed, variant=variant,
                out_dir=f'{args.out_dir}/{variant}-seed{seed}', precision='float32',
-               class_names=RECIPES['mnist'].class_names(None))
-    gan.fit(**VARIANT_DEFAULTS[variant], max_steps=args.steps, save_every_n=args.steps, plot=False,
+               class_names=RECIPES['mnist'].class_names(None), max_to_keep=args.steps // args.eval_every + 1)
+    gan.fit(**VARIANT_DEFAULTS[variant], max_steps=args.steps, save_every_n=args.eval_every, plot=False,
             evaluation=evaluation, eval_every=args.eval_every)
     gan.close()
     return rows
