@@ -9,7 +9,7 @@ step alternating so that a change of load hits all of them.
 
 --variants times more settings of the project's step beside the default, so that each
 change shows on its own in one run: PRECISION, then +book_layers for the original's layer
-ops, +xla for XLA.
+ops, +xla for XLA, +modern for the modern variant's networks.
 
     python bench.py --batch 32 --variants float32+book_layers float32 float32+xla [--json]
 """
@@ -39,9 +39,9 @@ def main():
     parser.add_argument('--steps', type=int, default=20, help='training steps per timed run')
     parser.add_argument('--repeats', type=int, default=5, help='timed runs of each kind')
     parser.add_argument('--warmup', type=int, default=5, help='untimed steps first')
-    parser.add_argument('--variants', nargs='*', default=[], metavar='PRECISION[+book_layers][+xla]',
+    parser.add_argument('--variants', nargs='*', default=[], metavar='PRECISION[+book_layers][+xla][+modern]',
                         help='more settings of the project\'s step to time beside the default, '
-                             'e.g. float32+book_layers float32 float32+xla')
+                             'e.g. float32+book_layers float32 float32+xla float32+modern')
     parser.add_argument('--generate-counts', nargs='+', type=int, default=[1, 100, 1000],
                         metavar='N', help='generate_new sizes to time (default 1 100 1000)')
     parser.add_argument('--json', action='store_true', help='print one JSON object last')
@@ -51,7 +51,8 @@ def main():
     dataset = Dataset(images, labels, channels=1, seed=0)
     gan = CGan(dataset, batch_size=args.batch, learning_rate=0.0002, seed=0)
     variants = {name: CGan(dataset, batch_size=args.batch, learning_rate=0.0002, seed=0,
-                           precision=name.split('+')[0], xla='+xla' in name)
+                           precision=name.split('+')[0], xla='+xla' in name,
+                           variant='modern' if '+modern' in name else 'book')
                 for name in args.variants}
     figures = {'batch': args.batch, 'steps': args.steps, 'repeats': args.repeats,
                'default_settings': {'precision': gan.precision, 'xla': gan.settings.xla}}
@@ -123,9 +124,9 @@ def training_speed(gan, variants, args):
             rates[name].append(args.steps * args.batch / (time.perf_counter() - started))
     ops_after = len(nets['default'].graph.get_operations())
     preparation_us = batch_preparation_time(gan, nets['default'])
-    generator_variables = nets['default'].generator_variables
-    gan.generator_weights = dict(zip(generator_variables, sessions['default'].run(
-        list(generator_variables.values()))))
+    generation_weights = nets['default'].generation_weights
+    gan.generator_weights = dict(zip(generation_weights, sessions['default'].run(
+        list(generation_weights.values()))))
     for session in sessions.values():
         session.close()
     medians = {name: statistics.median(values) for name, values in rates.items()}

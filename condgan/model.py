@@ -169,7 +169,7 @@ def spectral_normalized(kernel, update_singular_vector):
     return kernel / tf.reduce_sum(tf.matmul(left, matrix) * right)
 
 
-def batch_norm(x, training, name):
+def batch_norm(x, training, name, momentum=BATCH_NORM_MOMENTUM):
     """Batch normalisation over all axes but the channels.
 
     In training the batch's statistics normalise and the moving statistics are updated (the
@@ -191,7 +191,7 @@ def batch_norm(x, training, name):
     tf1.add_to_collection(BATCH_STATISTICS, (moving_mean, mean, moving_variance, variance))
     for moving, batch_value in ((moving_mean, mean), (moving_variance, variance)):
         tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, moving.assign_sub(
-            (moving - batch_value) * (1 - BATCH_NORM_MOMENTUM)))
+            (moving - batch_value) * (1 - momentum)))
     return y
 
 

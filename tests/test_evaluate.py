@@ -129,6 +129,8 @@ def test_training_images_are_turned_scaled_and_moved_about_their_centre(monkeypa
     # Scaled by s, the disc's ink grows by s^2.
     ratios = ink / disc.sum()
     assert (1 - evaluate.MAX_SCALE) ** 2 - 0.05 < ratios.min() < 0.9 < 1.1 < ratios.max() < (1 + evaluate.MAX_SCALE) ** 2 + 0.05
+    upright = evaluate.augmented(discs, np.random.default_rng(7), upright=True)
+    assert np.allclose(upright.sum(axis=(1, 2, 3)), disc.sum(), rtol=0.02)  # moved, not scaled
     for setting in ('MAX_SHIFT', 'MAX_ROTATION', 'MAX_SCALE'):
         monkeypatch.setattr(evaluate, setting, 0)
     images = load_mnist('train')[0][:10]
@@ -234,7 +236,7 @@ def test_the_cache_key_follows_the_training_data(mnist):
     changed_pixel[0, 0, 0, 0] ^= 1
     changed_label[0] = (changed_label[0] + 1) % 10
     assert len({key, evaluate.fingerprint(changed_pixel, labels),
-                evaluate.fingerprint(images, changed_label)}) == 3
+                evaluate.fingerprint(images, changed_label), evaluate.fingerprint(images, labels, upright=True)}) == 4
 
 
 def test_a_corrupt_cache_file_is_trained_again_with_a_warning(judge, monkeypatch):
