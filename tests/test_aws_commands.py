@@ -248,7 +248,7 @@ def test_a_run_can_be_continued_on_a_new_instance(local_aws):
 def test_every_training_flag_reaches_the_instance_zero_values_included(local_aws, tmp_path):
     data = tmp_path / "mnist-data"
     data.mkdir()
-    values = {"epochs": "3", "max_steps": "7", "batch_size": "5", "z_dim": "9",
+    values = {"epochs": "3", "max_steps": "7", "batch_size": "5", "z_dim": "9", "variant": "modern",
               "learning_rate": "0.001", "beta1": "0.0", "save_every": "4", "seed": "0"}
     parser = training_parser("mnist", RECIPES["mnist"])
     # Every flag of run_mnist.py: those the instance sets itself, and the values above.
@@ -269,6 +269,7 @@ def test_every_training_flag_reaches_the_instance_zero_values_included(local_aws
     (["--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
     (["--learning-rate", "nan"], "argument --learning-rate: expected a finite number"),
     (["--beta1", "1"], "argument --beta1: must lie in [0, 1)"),
+    (["--variant", "new"], "argument --variant: invalid choice: 'new' (choose from 'book', 'modern')"),
     (["--data-dir", "/no/such/folder"], "argument --data-dir: no folder /no/such/folder"),
     (["--out-dir", "elsewhere"], "--out-dir is the instance's own"),
     (["--max-hours", "nan"], "argument --max-hours: expected a finite number, got 'nan'"),
