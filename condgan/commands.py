@@ -131,6 +131,8 @@ def train_locked(name, recipe, options, run_dir):
         variant = run_variant(options, run_dir)
         learning_rate, beta1 = (VARIANT_DEFAULTS[variant][setting] if getattr(options, setting) is None
                                 else getattr(options, setting) for setting in ('learning_rate', 'beta1'))
+        # The session's record holds what it trains with, defaults resolved.
+        record['sessions'][-1]['arguments'].update(variant=variant, learning_rate=learning_rate, beta1=beta1)
         if not options.resume:
             data_files = datasets.data_files(recipe.dataset, 'train', options.data_dir)
             record.update(seed=seed, data={'images': len(images), 'classes': np.unique(labels).tolist(),

@@ -100,8 +100,8 @@ def test_run_json_records_the_run(mnist_run):
     assert record['steps'] == 3 and record['seed'] == 0
     [session] = record['sessions']
     arguments = session['arguments']
-    assert (arguments['epochs'], arguments['z_dim'], arguments['learning_rate'], arguments['beta1']) == \
-        (16, 96, 0.0002, 0.35)  # the book's, untouched by the flags
+    assert (arguments['epochs'], arguments['z_dim'], arguments['learning_rate'], arguments['beta1'],
+            arguments['variant']) == (16, 96, 0.0002, 0.35, 'book')  # the book's, untouched by the flags
     assert (arguments['max_steps'], arguments['batch_size'], arguments['seed'], arguments['resume']) == \
         (3, 8, 0, False)
     assert session['versions']['tensorflow'] == tf.__version__
@@ -161,7 +161,8 @@ def test_the_modern_variant_is_the_runs_own(tmp_path):
     assert eights.shape == (4, SIDE, SIDE, 1)
 
     train('mnist', tmp_path, '--resume', '--max-steps', '3', '--save-every', '1')
-    assert json.loads((run_dir / 'run.json').read_text())['steps'] == 3
+    record = json.loads((run_dir / 'run.json').read_text())
+    assert record['steps'] == 3 and record['sessions'][-1]['arguments']['variant'] == 'modern'
     before = folder_state(run_dir)
     result = command('run_mnist.py', '--out-dir', tmp_path, *FAST_RUN, *data_dir_flag('mnist'),
                      '--resume', '--max-steps', '4', '--variant', 'book', cwd=tmp_path)
