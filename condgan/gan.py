@@ -18,6 +18,7 @@ from condgan import checkpoints
 from condgan.generation import GeneratorSession, generator_inputs, grid_layout
 from condgan.model import COMPUTE_DTYPES, ModelConfig, default_precision, generator_variable_shapes
 from condgan.pictures import from_pixels, images_grid, plot_images, plot_losses
+from condgan.recipes import DEFAULT_VARIANT, VARIANT_DEFAULTS
 from condgan.runs import CONFIG_FILE, model_source, read_json
 from condgan.training import Training, TrainingSettings
 
@@ -36,12 +37,11 @@ class CGan:
     def __init__(self, dataset, epochs=1, batch_size=32, z_dim=96, generator_name='generator',
                  alpha=0.2, smooth=0.1, learning_rate=0.001, beta1=0.35,
                  out_dir=None, seed=None, max_to_keep=5, precision='auto', xla=False,
-                 classes=None, image_shape=None, class_names=None, variant='book'):
+                 classes=None, image_shape=None, class_names=None, variant=DEFAULT_VARIANT):
         """`classes` and `image_shape` describe a model without a dataset (generation only);
         with a dataset they come from it. `precision` 'auto' is `model.default_precision()`.
         `class_names` name the classes in pictures and commands (default: their values).
-        `variant` 'modern' trains the opt-in networks and losses (see model.py); give it the
-        learning rate and beta1 of `recipes.VARIANT_DEFAULTS['modern']`."""
+        `variant` 'modern' trains the opt-in networks and losses (see model.py)."""
         if dataset is not None:
             classes = [] if dataset.labels is None else dataset.classes
             image_shape = dataset.data.shape[1:]
@@ -86,9 +86,12 @@ class CGan:
 
     # ------------------------------------------------------------- training
 
-    def fit(self, learning_rate=0.0002, beta1=0.35, resume=False, save_every_n=1000,
+    def fit(self, learning_rate=None, beta1=None, resume=False, save_every_n=1000,
             max_steps=None, plot=True, tensorboard=False, evaluation=None, eval_every=None):
         """Train for `epochs` epochs; returns the (epochs, 2) array of mean D and G losses.
+
+        Adam's `learning_rate` and `beta1` default to the variant's own
+        (`recipes.VARIANT_DEFAULTS`: the book's 0.0002 and 0.35; modern 0.0002 and 0.5).
 
         Every `save_every_n` steps a sample grid is written (and shown in Jupyter) and both
         networks are checkpointed. `resume=True` continues from the newest intact checkpoint
@@ -104,7 +107,11 @@ class CGan:
                              "checkpoint): create CGan(dataset, ...) to train")
         if save_every_n < 1:
             raise ValueError(f"save_every_n must be at least 1; got {save_every_n}")
-        self.settings = replace(self.settings, learning_rate=learning_rate, beta1=beta1)
+        defaults = VARIANT_DEFAULTS[self.variant]
+        self.settings = replace(
+            self.settings,
+            learning_rate=defaults['learning_rate'] if learning_rate is None else learning_rate,
+            beta1=defaults['beta1'] if beta1 is None else beta1)
         check_settings(self.settings)
         self.close()
         training = Training(self.config, self.settings, self.dataset, self.model_dir,
@@ -211,7 +218,7 @@ class CGan:
                                        'z_dim': z_dim, 'alpha': alpha}.items() if v is not None}}
         gan = cls(None, z_dim=config['z_dim'], alpha=config['alpha'],
                   smooth=config.get('smooth', 0.1), classes=config['classes'],
-                  image_shape=config['image_shape'], variant=config.get('variant', 'book'),
+                  image_shape=config['image_shape'], variant=config.get('variant', DEFAULT_VARIANT),
                   precision='float32',
                   generator_name=generator_name or record.get('checkpoint_name', 'generator'),
                   class_names=record.get('class_names'))

@@ -581,6 +581,18 @@ def test_the_modern_variant_has_its_own_networks(dataset, tmp_path):
         model.ModelConfig(variant='new')
 
 
+def test_fit_trains_each_variant_with_its_own_optimiser_settings(dataset, tmp_path):
+    book = trained(dataset, tmp_path / 'book', steps=1)
+    modern = trained(dataset, tmp_path / 'modern', steps=1, variant='modern')
+    assert (book.learning_rate, book.beta1) == (0.0002, 0.35)
+    assert (modern.learning_rate, modern.beta1) == (0.0002, 0.5)
+    recorded = json.loads((tmp_path / 'modern' / 'mnist' / 'config.json').read_text())
+    assert recorded['training']['beta1'] == 0.5
+    chosen = make_gan(dataset, tmp_path / 'chosen', variant='modern')
+    chosen.fit(learning_rate=0.001, beta1=0.2, max_steps=1, plot=False)
+    assert (chosen.learning_rate, chosen.beta1) == (0.001, 0.2)
+
+
 def test_spectral_normalisation_divides_by_the_largest_singular_value():
     kernel_value = np.random.default_rng(0).normal(size=(5, 5, 3, 8)).astype(np.float32)
     with tf.Graph().as_default(), tf1.Session() as session:
