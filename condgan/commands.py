@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from condgan import datasets, pictures
-from condgan.recipes import (DEFAULT_VARIANT, OneLineErrorParser, RECIPES, VARIANT_DEFAULTS,
+from condgan.recipes import (DEFAULT_VARIANT, OneLineErrorParser, RECIPES, optimiser_settings,
                              folder_or_new, positive_int, seed_number, sha256, training_parser)
 from condgan.runs import (RunFolderError, RunLock, fresh_seed, model_source, read_json,
                           removed_unless_checkpointed,
@@ -129,8 +129,7 @@ def train_locked(name, recipe, options, run_dir):
         record = starting_record(name, run_dir, options)
         seed = run_seed(options, run_dir)
         variant = run_variant(options, run_dir)
-        learning_rate, beta1 = (VARIANT_DEFAULTS[variant][setting] if getattr(options, setting) is None
-                                else getattr(options, setting) for setting in ('learning_rate', 'beta1'))
+        learning_rate, beta1 = optimiser_settings(variant, options.learning_rate, options.beta1)
         # The session's record holds what it trains with, defaults resolved.
         record['sessions'][-1]['arguments'].update(variant=variant, learning_rate=learning_rate, beta1=beta1)
         if not options.resume:

@@ -18,7 +18,7 @@ from condgan import checkpoints
 from condgan.generation import GeneratorSession, generator_inputs, grid_layout
 from condgan.model import COMPUTE_DTYPES, ModelConfig, default_precision, generator_variable_shapes
 from condgan.pictures import from_pixels, images_grid, plot_images, plot_losses
-from condgan.recipes import DEFAULT_VARIANT, VARIANT_DEFAULTS
+from condgan.recipes import DEFAULT_VARIANT, optimiser_settings
 from condgan.runs import CONFIG_FILE, model_source, read_json
 from condgan.training import Training, TrainingSettings
 
@@ -107,11 +107,8 @@ class CGan:
                              "checkpoint): create CGan(dataset, ...) to train")
         if save_every_n < 1:
             raise ValueError(f"save_every_n must be at least 1; got {save_every_n}")
-        defaults = VARIANT_DEFAULTS[self.variant]
-        self.settings = replace(
-            self.settings,
-            learning_rate=defaults['learning_rate'] if learning_rate is None else learning_rate,
-            beta1=defaults['beta1'] if beta1 is None else beta1)
+        learning_rate, beta1 = optimiser_settings(self.variant, learning_rate, beta1)
+        self.settings = replace(self.settings, learning_rate=learning_rate, beta1=beta1)
         check_settings(self.settings)
         self.close()
         training = Training(self.config, self.settings, self.dataset, self.model_dir,

@@ -25,6 +25,13 @@ SAVE_EVERY = 1000        # steps between checkpoints and sample grids
 VARIANT_DEFAULTS = {'book': {'learning_rate': LEARNING_RATE, 'beta1': BETA1},
                     'modern': {'learning_rate': 0.0002, 'beta1': 0.5}}
 DEFAULT_VARIANT = 'book'
+
+
+def optimiser_settings(variant, learning_rate=None, beta1=None):
+    """Adam's learning rate and beta1: those given, else the variant's defaults."""
+    defaults = VARIANT_DEFAULTS[variant]
+    return (defaults['learning_rate'] if learning_rate is None else learning_rate,
+            defaults['beta1'] if beta1 is None else beta1)
 # The generator's first layer holds (z_dim + classes) x 25,088 weights, three times with Adam's
 # moments: 1.2 GB at this bound. Far above it TensorFlow fails with no word of --z-dim.
 MAX_Z_DIM = 4096
