@@ -27,7 +27,8 @@ from condgan.recipes import (DEFAULT_VARIANT, OneLineErrorParser, RECIPES, optim
                              folder_or_new, positive_int, seed_number, sha256, training_parser)
 from condgan.runs import (RunFolderError, RunLock, fresh_seed, model_source, read_json,
                           removed_unless_checkpointed,
-                          run_files, saved_model_settings, saved_seed, write_json)
+                          run_files, saved_model_settings, saved_seed, saved_training_settings,
+                          write_json)
 
 RESOURCE_EXHAUSTED = 8  # TensorFlow's error code (tf.errors.RESOURCE_EXHAUSTED) for memory and disk
 MAX_GENERATED = 10_000  # images one `generate` draws at most (a PNG grid of 10,000 is 80 MB of pixels)
@@ -129,7 +130,9 @@ def train_locked(name, recipe, options, run_dir):
         record = starting_record(name, run_dir, options)
         seed = run_seed(options, run_dir)
         variant = run_variant(options, run_dir)
-        learning_rate, beta1 = optimiser_settings(variant, options.learning_rate, options.beta1)
+        learning_rate, beta1 = optimiser_settings(
+            variant, options.learning_rate, options.beta1,
+            saved_training_settings(run_dir) if options.resume else {})
         # The session's record holds what it trains with, defaults resolved.
         record['sessions'][-1]['arguments'].update(variant=variant, learning_rate=learning_rate, beta1=beta1)
         if not options.resume:

@@ -19,7 +19,7 @@ from condgan.generation import GeneratorSession, generator_inputs, grid_layout
 from condgan.model import COMPUTE_DTYPES, ModelConfig, default_precision, generator_variable_shapes
 from condgan.pictures import from_pixels, images_grid, plot_images, plot_losses
 from condgan.recipes import DEFAULT_VARIANT, optimiser_settings
-from condgan.runs import CONFIG_FILE, model_source, read_json
+from condgan.runs import CONFIG_FILE, model_source, read_json, saved_training_settings
 from condgan.training import Training, TrainingSettings
 
 PICKLE_FORMAT = 1  # bump when the pickled state changes shape
@@ -90,8 +90,8 @@ class CGan:
             max_steps=None, plot=True, tensorboard=False, evaluation=None, eval_every=None):
         """Train for `epochs` epochs; returns the (epochs, 2) array of mean D and G losses.
 
-        Adam's `learning_rate` and `beta1` default to the variant's own
-        (`recipes.VARIANT_DEFAULTS`: the book's 0.0002 and 0.35; modern 0.0002 and 0.5).
+        Adam's `learning_rate` and `beta1` default to the resumed run's own, else to the
+        variant's (`recipes.VARIANT_DEFAULTS`: the book's 0.0002 and 0.35; modern 0.0002 and 0.5).
 
         Every `save_every_n` steps a sample grid is written (and shown in Jupyter) and both
         networks are checkpointed. `resume=True` continues from the newest intact checkpoint
@@ -107,7 +107,8 @@ class CGan:
                              "checkpoint): create CGan(dataset, ...) to train")
         if save_every_n < 1:
             raise ValueError(f"save_every_n must be at least 1; got {save_every_n}")
-        learning_rate, beta1 = optimiser_settings(self.variant, learning_rate, beta1)
+        recorded = saved_training_settings(self.model_dir) if resume else {}
+        learning_rate, beta1 = optimiser_settings(self.variant, learning_rate, beta1, recorded)
         self.settings = replace(self.settings, learning_rate=learning_rate, beta1=beta1)
         check_settings(self.settings)
         self.close()

@@ -27,11 +27,12 @@ VARIANT_DEFAULTS = {'book': {'learning_rate': LEARNING_RATE, 'beta1': BETA1},
 DEFAULT_VARIANT = 'book'
 
 
-def optimiser_settings(variant, learning_rate=None, beta1=None):
-    """Adam's learning rate and beta1: those given, else the variant's defaults."""
-    defaults = VARIANT_DEFAULTS[variant]
-    return (defaults['learning_rate'] if learning_rate is None else learning_rate,
-            defaults['beta1'] if beta1 is None else beta1)
+def optimiser_settings(variant, learning_rate=None, beta1=None, recorded=None):
+    """Adam's learning rate and beta1: those given, else those `recorded` by the run being
+    resumed (its config.json's training settings), else the variant's defaults."""
+    settings = {**VARIANT_DEFAULTS[variant], **(recorded or {})}
+    return (settings['learning_rate'] if learning_rate is None else learning_rate,
+            settings['beta1'] if beta1 is None else beta1)
 # The generator's first layer holds (z_dim + classes) x 25,088 weights, three times with Adam's
 # moments: 1.2 GB at this bound. Far above it TensorFlow fails with no word of --z-dim.
 MAX_Z_DIM = 4096

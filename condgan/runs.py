@@ -83,7 +83,12 @@ def fresh_seed():
 
 def saved_seed(folder):
     """The seed that the run in `folder` trained with, if it recorded one."""
-    return saved_record(folder).get('training', {}).get('seed')
+    return saved_training_settings(folder).get('seed')
+
+
+def saved_training_settings(folder):
+    """The training settings that the run in `folder` recorded ({} if none)."""
+    return saved_record(folder).get('training', {})
 
 
 def saved_model_settings(folder):

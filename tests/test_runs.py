@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from condgan.datasets import Dataset, load_mnist
 from condgan.gan import CGan, load
 from test_recipes import REPO, data_dir_flag, folder_state, own_stderr_lines
 
@@ -171,6 +172,24 @@ def test_resume_refuses_settings_that_contradict_the_run_and_names_them(tmp_path
     diverged = run_mnist(tmp_path, '--resume', '--learning-rate', 1e30, '--max-steps', 3)
     assert diverged.returncode == 1 and 'training diverged at step 2' in diverged.stderr
     assert folder_state(run_dir) == before
+
+
+def test_resume_keeps_the_runs_own_learning_rate_and_beta1_unless_told(tmp_path):
+    run_dir = trained(tmp_path, '--max-steps', 1, '--save-every', 1, '--seed', 0,
+                      '--learning-rate', 0.001, '--beta1', 0.4)
+    trained(tmp_path, '--resume', '--max-steps', 2, '--save-every', 1)  # neither flag given
+    record = json.loads((run_dir / 'run.json').read_text())
+    assert [(s['arguments']['learning_rate'], s['arguments']['beta1']) for s in record['sessions']] == [
+        (0.001, 0.4), (0.001, 0.4)]
+    trained(tmp_path, '--resume', '--max-steps', 3, '--save-every', 1, '--learning-rate', 0.0005)
+    training = json.loads((run_dir / 'config.json').read_text())['training']
+    assert (training['learning_rate'], training['beta1']) == (0.0005, 0.4)
+    # So does fit(resume=True) in Python.
+    gan = CGan(Dataset(*load_mnist('train'), channels=1, seed=0), out_dir=str(tmp_path),
+               batch_size=8, generator_name='mnist', seed=0)
+    gan.fit(resume=True, max_steps=4, save_every_n=1, plot=False)
+    assert (gan.settings.learning_rate, gan.settings.beta1) == (0.0005, 0.4)
+    gan.close()
 
 
 def test_a_damaged_newest_checkpoint_is_named_and_the_one_before_it_used(tmp_path):
