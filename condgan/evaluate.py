@@ -34,7 +34,7 @@ from scipy.spatial.distance import pdist
 from condgan import datasets
 from condgan.gan import load_model
 from condgan.model import batch_norm, dense, layer_weights
-from condgan.recipes import RECIPES, OneLineErrorParser
+from condgan.recipes import RECIPES, OneLineErrorParser, seed_number
 from condgan.pictures import from_pixels, to_pixels
 
 tf1 = tf.compat.v1
@@ -331,16 +331,20 @@ class Judge:
         self.close()
 
 
-def evaluate_model(gan, data_dir=None, per_class=100, dataset=None, cas_per_class=None):
+def evaluate_model(gan, data_dir=None, per_class=100, dataset=None, cas_per_class=None, seed=None):
     """The figures of `Judge.evaluate` for `per_class` images per class from `gan.generate_new`,
     and with `cas_per_class` N, its classification accuracy score at N per class
     (`Judge.classification_accuracy_score`, under 'classification_accuracy_score').
 
     `dataset` ('mnist', 'fashion' or 'emnist') names the dataset the model was trained on;
-    without it the model's generator_name tells (see `dataset_of`).
+    without it the model's generator_name tells (see `dataset_of`). `seed` fixes the images, so
+    that judging a model again gives the same figures; without it, each call draws new ones
+    (the figures of 100 images per class then vary by a point or two).
     """
     def generate(position, count):
-        return gan.generate_new(gan.classes[position], rows=1, cols=count, plot=False)
+        # Each class its own stream of z, from the seed and the class's position.
+        return gan.generate_new(gan.classes[position], rows=1, cols=count, plot=False,
+                                seed=None if seed is None else [seed, position])
 
     with Judge.for_model(gan, data_dir, dataset) as judge:
         figures = judge.evaluate_generator(generate, per_class)
@@ -542,8 +546,10 @@ def main(argv=None):
                              f"generated, or N real, images per class (default N: {CAS_PER_CLASS}), "
                              f"and on {MIX_REAL_PER_CLASS} real per class with and without "
                              f"{MIX_GENERATED_PER_CLASS} generated; a few classifier trainings")
+    parser.add_argument('--seed', type=seed_number,
+                        help='fixes the generated images, so the same figures come again')
     parser.add_argument('--json', action='store_true', help='print JSON instead of a table')
     options = parser.parse_args(argv)
     figures = evaluate_model(load_model(options.model), options.data_dir, options.per_class,
-                             options.dataset, options.cas)
+                             options.dataset, options.cas, options.seed)
     print(json.dumps(figures, indent=2) if options.json else format_table(figures))

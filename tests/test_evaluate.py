@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from condgan import commands, evaluate
-from condgan.gan import CGan
+from condgan.gan import CGan, load
 from condgan.datasets import Dataset, load_mnist
 from condgan.evaluate import Judge, frechet_distance
 from condgan.pictures import from_pixels
@@ -261,16 +261,25 @@ def test_the_command_line_evaluates_a_pickled_model(judge, cache_home, tmp_path)
     path.write_bytes(pickle.dumps(tiny_mnist_gan(tmp_path)))
     env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'}
     result = subprocess.run([sys.executable, os.path.join(REPO, 'cgan.py'), 'evaluate', str(path),
-                             '--per-class', '5', '--json'],
+                             '--per-class', '5', '--seed', '3', '--json'],
                             env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout)
     assert figures['images_per_class'] == 5 and len(figures['per_class']) == 10
     assert figures['classifier_accuracy'] == judge.classifier_accuracy
+    assert figures == evaluate.evaluate_model(load(path), per_class=5, seed=3)  # the same images
     assert 0 <= figures['conditional_accuracy'] <= 1 and figures['frechet_distance'] > 0
     table = evaluate.format_table(figures)
     assert 'conditional accuracy' in table and 'floor (real vs real)' in table
     assert len(table.splitlines()) == 7 + 10  # the figures, then a row per class
+
+
+def test_a_seed_gives_the_same_figures_again(judge, cache_home, tmp_path):
+    gan = tiny_mnist_gan(tmp_path)
+    first, again, other = (evaluate.evaluate_model(gan, per_class=5, seed=seed) for seed in (3, 3, 4))
+    assert first == again
+    assert first['frechet_distance'] != other['frechet_distance']  # other images
+    gan.close()
 
 
 def test_the_command_line_names_what_is_wrong(mnist, tmp_path, capsys):
