@@ -295,7 +295,7 @@ def replace_file(folder, name, content):
     ('train-images-idx3-ubyte.gz', gzip.compress(idx_bytes(random_images(6, size=20))),
      'expected 28x28 images, got 20x20'),
 ], ids=['wrong magic number', 'truncated gzip', 'not gzip', 'data too short', 'header too short',
-        'fewer labels than images', 'wrong image size'])  # gzip's bytes hold the time: no ids
+        'fewer labels than images', 'wrong image size'])  # named: ids made of gzip bytes hold the time
 def test_bad_idx_files_are_named_with_their_problem(mnist_folder, name, content, fragment):
     replace_file(mnist_folder, name, content)
     with pytest.raises(DataError, match=fragment) as error:
