@@ -88,12 +88,21 @@ def saved_seed(folder):
 
 def saved_training_settings(folder):
     """The training settings that the run in `folder` recorded ({} if none)."""
-    return saved_record(folder).get('training', {})
+    return saved_section(folder, 'training')
 
 
 def saved_model_settings(folder):
     """The model configuration that the run in `folder` recorded ({} if none)."""
-    return saved_record(folder).get('model', {})
+    return saved_section(folder, 'model')
+
+
+def saved_section(folder, section):
+    """One section of the run's config.json ({} if none); a RunFolderError naming the file if
+    it is not an object (a hand-edited record)."""
+    settings = saved_record(folder).get(section, {})
+    if not isinstance(settings, dict):
+        raise RunFolderError(f"{Path(folder) / CONFIG_FILE}: its {section!r} is not an object")
+    return settings
 
 
 def saved_record(folder):

@@ -250,6 +250,22 @@ def test_another_recipes_run_is_refused(mnist_run, tmp_path, capsys):
                 r'run.json is not a run record \(expected a JSON object\)')
 
 
+def test_a_config_json_whose_sections_are_not_objects_is_refused_naming_it(mnist_run, tmp_path, capsys):
+    """A hand-edited config.json: a one-line refusal, not a traceback, and nothing changes."""
+    run = shutil.copytree(mnist_run, tmp_path / 'mnist')
+    record = json.loads((run / 'config.json').read_text())
+    for section in ('training', 'model'):
+        (run / 'config.json').write_text(json.dumps({**record, section: [1]}))
+        before = folder_state(tmp_path)
+        run_refused(capsys, lambda: commands.train_recipe('mnist', ['--out-dir', str(tmp_path), '--resume',
+                                                           *FAST_RUN, *data_dir_flag('mnist')]),
+                    rf"config.json: its {section!r} is not an object")
+        assert folder_state(tmp_path) == before
+    run_refused(capsys, lambda: commands.main(['generate', str(run), '-o', str(tmp_path / 'x.png')]),
+                r"config.json: its 'model' is not an object")
+    assert folder_state(tmp_path) == before
+
+
 def test_resuming_another_model_is_refused(mnist_run, tmp_path, capsys):
     """Without run.json to tell, the checkpoint's shapes do: MNIST's 10 classes, not 47."""
     shutil.copytree(mnist_run, tmp_path / 'emnist')
