@@ -1,20 +1,21 @@
-"""Image quality against training steps and time, per variant and seed, on real MNIST.
+"""Image quality against training steps and time, per variant and seed, on a recipe's data.
 
-Trains each variant (model.py: 'book', 'modern') on the same data for --steps steps under
-each seed, and judges its generator with condgan.evaluate every --eval-every steps (100
+Trains each variant (model.py: 'book', 'modern') on the same data (--recipe: mnist, zalando
+or emnist; default mnist) for --steps steps under each seed, and judges its generator with condgan.evaluate every --eval-every steps (100
 images per class). Prints, per variant and seed, the figures at each judged step, then the
 training time to reach 80%, 90% and 95% conditional accuracy (at the first judged step that
 reaches it; judging is not counted as training time). The step rate is the machine's: run
 it on a quiet machine.
 
     python bench_quality.py --out-dir runs/quality --steps 3000 --eval-every 250 --seeds 0 1 book modern
+    python bench_quality.py --recipe zalando --out-dir runs/quality --steps 3000 --eval-every 500 book modern
 """
 import argparse
 import json
 import time
 
 from condgan import evaluate
-from condgan.datasets import Dataset, load_mnist
+from condgan.datasets import Dataset
 from condgan.gan import CGan
 from condgan.recipes import RECIPES, VARIANT_DEFAULTS
 
@@ -25,16 +26,18 @@ PER_CLASS = 100
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('variants', nargs='+', choices=list(VARIANT_DEFAULTS))
-    parser.add_argument('--data-dir', help="the MNIST folder (default: the loaders' usual search)")
+    parser.add_argument('--recipe', choices=list(RECIPES), default='mnist', help='whose data and classes')
+    parser.add_argument('--data-dir', help="the recipe's data folder (default: the loaders' usual search)")
     parser.add_argument('--out-dir', required=True, help='a model folder per variant and seed goes here')
     parser.add_argument('--steps', type=int, default=3000)
     parser.add_argument('--eval-every', type=int, default=250)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
     args = parser.parse_args()
 
-    images, labels = load_mnist('train', args.data_dir)
+    recipe = RECIPES[args.recipe]
+    images, labels = recipe.load('train', data_dir=args.data_dir)
     results = {}
-    with evaluate.Judge('mnist', args.data_dir) as judge:
+    with evaluate.Judge(recipe.dataset, args.data_dir) as judge:
         print(f'classifier accuracy on the real test images: {judge.classifier_accuracy:.4f}; '
               f'Fréchet floor {judge.frechet_floor:.3f}')
         for variant in args.variants:
@@ -65,9 +68,9 @@ def train_and_judge(variant, seed, dataset, judge, args):
         return figures
 
     # A checkpoint at every judged step, all kept: another classifier can judge them later.
-    gan = CGan(dataset, epochs=10_000, generator_name='mnist', seed=seed, variant=variant,
+    gan = CGan(dataset, epochs=10_000, generator_name=args.recipe, seed=seed, variant=variant,
                out_dir=f'{args.out_dir}/{variant}-seed{seed}', precision='float32',
-               class_names=RECIPES['mnist'].class_names(None), max_to_keep=args.steps // args.eval_every + 1)
+               class_names=RECIPES[args.recipe].class_names(args.data_dir), max_to_keep=args.steps // args.eval_every + 1)
     gan.fit(**VARIANT_DEFAULTS[variant], max_steps=args.steps, save_every_n=args.eval_every, plot=False,
             evaluation=evaluation, eval_every=args.eval_every)
     gan.close()
