@@ -1,8 +1,8 @@
 """Image quality against training steps and time, per variant and seed, on a recipe's data.
 
 Trains each variant (model.py: 'book', 'modern') on the same data (--recipe: mnist, zalando
-or emnist; default mnist) for --steps steps under each seed, and judges its generator with condgan.evaluate every --eval-every steps (100
-images per class). Prints, per variant and seed, the figures at each judged step, then the
+or emnist; default mnist) for --steps steps under each seed, and judges its generator with
+condgan.evaluate every --eval-every steps (100 images per class). Prints, per variant and seed, the figures at each judged step, then the
 training time to reach 80%, 90% and 95% conditional accuracy (at the first judged step that
 reaches it; judging is not counted as training time). The step rate is the machine's: run
 it on a quiet machine.
