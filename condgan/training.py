@@ -12,6 +12,7 @@ import csv
 import io
 import os
 import signal
+import sys
 import threading
 import time
 import types
@@ -355,7 +356,8 @@ class Training:
             if stop.requested:
                 if not losses and not checkpoints.checkpoint_prefixes(self.model_dir):
                     raise KeyboardInterrupt(f"{stop.requested} before the first step: nothing to save")
-                progress.write(f"{stop.requested} at step {step}: saving a checkpoint in {self.model_dir}")
+                progress.write(f"{stop.requested} at step {step}: saving a checkpoint in {self.model_dir}",
+                               file=sys.stderr)  # beside the progress bar; stdout is for results
                 if losses:
                     self.save(session, net, step, losses, sample_z, events)
         finally:

@@ -388,8 +388,10 @@ print('returned after', len(gan.step_losses), 'steps')
     newest = checkpoint_prefixes(tmp_path / 'mnist')[0]
     assert newest.endswith(f'mnist-{steps}')
     assert tf.train.load_checkpoint(newest).get_tensor('global_step') == steps  # exactly the steps counted
+    # Said on stderr, beside the progress bar: stdout is the program's own output.
     said = 'interrupted' if stop_signal == signal.SIGINT else 'stopped by SIGTERM'
-    assert f'{said} at step {steps}: saving a checkpoint' in output
+    assert f'{said} at step {steps}: saving a checkpoint' in (tmp_path / 'stderr').read_text()
+    assert said not in output
 
 
 def test_an_unlabeled_dataset_trains_a_plain_dcgan(mnist, tmp_path):
