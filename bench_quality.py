@@ -7,8 +7,8 @@ training time to reach 80%, 90% and 95% conditional accuracy (at the first judge
 reaches it; judging is not counted as training time). The step rate is the machine's: run
 it on a quiet machine.
 
-    python bench_quality.py --out-dir runs/quality --steps 3000 --eval-every 250 --seeds 0 1 book modern
-    python bench_quality.py --recipe zalando --out-dir runs/quality --steps 3000 --eval-every 500 book modern
+    python bench_quality.py book modern --out-dir runs/quality --steps 3000 --eval-every 250 --seeds 0 1
+    python bench_quality.py book modern --recipe zalando --out-dir runs/quality --steps 3000 --eval-every 500
 """
 import argparse
 import json
