@@ -17,6 +17,7 @@ import time
 from condgan import evaluate
 from condgan.datasets import Dataset
 from condgan.gan import CGan
+from condgan.model import COMPUTE_DTYPES
 from condgan.recipes import RECIPES, VARIANT_DEFAULTS
 
 THRESHOLDS = (0.80, 0.90, 0.95)
@@ -32,6 +33,9 @@ def main():
     parser.add_argument('--steps', type=int, default=3000)
     parser.add_argument('--eval-every', type=int, default=250)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
+    parser.add_argument('--precision', choices=['auto', *COMPUTE_DTYPES], default='float32',
+                        help="the training step's (default float32, as the README's figures; "
+                             "'auto': this machine's default)")
     args = parser.parse_args()
 
     recipe = RECIPES[args.recipe]
@@ -69,7 +73,7 @@ def train_and_judge(variant, seed, dataset, judge, args):
 
     # A checkpoint at every judged step, all kept: another classifier can judge them later.
     gan = CGan(dataset, epochs=10_000, generator_name=args.recipe, seed=seed, variant=variant,
-               out_dir=f'{args.out_dir}/{variant}-seed{seed}', precision='float32',
+               out_dir=f'{args.out_dir}/{variant}-seed{seed}', precision=args.precision,
                class_names=RECIPES[args.recipe].class_names(args.data_dir), max_to_keep=args.steps // args.eval_every + 1)
     gan.fit(**VARIANT_DEFAULTS[variant], max_steps=args.steps, save_every_n=args.eval_every, plot=False,
             evaluation=evaluation, eval_every=args.eval_every)
