@@ -52,7 +52,8 @@ def real_by_class(images, labels, rng, per_class=PER_CLASS):
 # ------------------------------------------------------------------ the figures
 
 def test_the_classifier_is_accurate_and_cached_in_the_per_user_cache(judge, cache_home):
-    # Issue 14's goal. Version 4 reached 99.05% (3,000 steps), version 3 98.75%, version 2 98.1%.
+    # Issue 14's goal. Version 5 (three networks) reached 99.10%; version 4 (one) 99.05% on an
+    # AMD CPU but 98.80% on an Intel one; version 3 98.75%, version 2 98.1%.
     assert judge.classifier_accuracy >= 0.99
     # CGAN_DATA_DIR is read-only to us: the classifier goes to the per-user cache.
     assert judge.classifier_path.parent == cache_home / 'cgan' / 'mnist'
@@ -232,14 +233,15 @@ def test_the_cache_goes_next_to_the_data_only_where_we_may_write(tmp_path, cache
 def test_the_cache_key_follows_the_training_data(mnist):
     images, labels = mnist['train']
     steps = evaluate.TRAIN_STEPS['mnist']
-    key = evaluate.fingerprint(images, labels, False, steps)
+    key = evaluate.fingerprint(images, labels, False, 3, steps)
     changed_pixel, changed_label = images.copy(), labels.copy()
     changed_pixel[0, 0, 0, 0] ^= 1
     changed_label[0] = (changed_label[0] + 1) % 10
-    assert len({key, evaluate.fingerprint(changed_pixel, labels, False, steps),
-                evaluate.fingerprint(images, changed_label, False, steps),
-                evaluate.fingerprint(images, labels, True, steps),
-                evaluate.fingerprint(images, labels, False, steps + 1)}) == 5
+    assert len({key, evaluate.fingerprint(changed_pixel, labels, False, 3, steps),
+                evaluate.fingerprint(images, changed_label, False, 3, steps),
+                evaluate.fingerprint(images, labels, True, 3, steps),
+                evaluate.fingerprint(images, labels, False, 5, steps),
+                evaluate.fingerprint(images, labels, False, 3, steps + 1)}) == 6
 
 
 def test_a_corrupt_cache_file_is_trained_again_with_a_warning(judge, monkeypatch):
@@ -251,7 +253,7 @@ def test_a_corrupt_cache_file_is_trained_again_with_a_warning(judge, monkeypatch
     with pytest.warns(UserWarning, match='cached classifier .* is unreadable.*training it again'):
         Judge('mnist').close()
     with np.load(path) as stored:
-        assert 'dense/kernel' in stored.files
+        assert f'network{evaluate.NETWORKS["mnist"] - 1}/dense/kernel' in stored.files  # the last network's
 
 
 # ------------------------------------------------------------------ a model, on the command line
