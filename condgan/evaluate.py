@@ -3,8 +3,8 @@
     python cgan.py evaluate runs/mnist [--data-dir D] [--per-class N] [--dataset NAME] [--json]
 
 A small convolutional classifier (three networks, five for EMNIST; their average names the
-class) is trained once per dataset (MNIST, Fashion-MNIST or EMNIST Balanced) on the real training split, and
-cached. It then looks at N generated images per class:
+class) is trained once per dataset (MNIST, Fashion-MNIST or EMNIST Balanced) on the real
+training split, and cached. It then looks at N generated images per class:
 
 - conditional accuracy: how often it sees the class that was asked for (chance: 1 / classes);
 - Fréchet distance between Gaussians fitted to its first network's penultimate-layer features
