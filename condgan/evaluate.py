@@ -93,7 +93,7 @@ class Classifier:
     dropout, moving statistics updated) and for judging (moving statistics, no dropout), so
     that an image's features and class never depend on the other images of its batch."""
 
-    def __init__(self, image_shape, num_classes, upright=False, networks=1):
+    def __init__(self, image_shape, num_classes, upright, networks):
         self.upright = upright  # training images are moved, not turned or scaled
         self.networks = networks
         self.graph = tf.Graph()
@@ -107,7 +107,8 @@ class Classifier:
             training_logits = [network(self.batches[number], num_classes, True, number)[1]
                                for number in range(networks)]
             with tf1.variable_scope(tf1.get_variable_scope(), reuse=True):
-                judged = [network(self.images, num_classes, False, number) for number in range(networks)]
+                judged = [network(self.images, num_classes, False, number)
+                          for number in range(networks)]
             self.features = judged[0][0]                                # [batch, FEATURES]
             probabilities = tf.add_n([tf.nn.softmax(logits) for _, logits in judged])
             self.predictions = tf.argmax(probabilities, axis=1)         # [batch]
@@ -115,7 +116,8 @@ class Classifier:
             self.variables = {v.op.name: v for v in tf1.global_variables()}
             # A sum of independent losses: each network learns as it would alone.
             loss = tf.add_n([tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-                labels=self.labels[number], logits=logits)) for number, logits in enumerate(training_logits)])
+                labels=self.labels[number], logits=logits))
+                for number, logits in enumerate(training_logits)])
             with tf.control_dependencies(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)):
                 self.train_step = tf1.train.AdamOptimizer(self.learning_rate).minimize(loss)
             self.initializer = tf1.global_variables_initializer()
@@ -131,7 +133,8 @@ class Classifier:
             # Cosine decay to 0: the last steps settle the weights instead of jumping around.
             learning_rate = LEARNING_RATE * 0.5 * (1 + np.cos(np.pi * step / steps))
             self.session.run(self.train_step, {
-                self.batches: [from_pixels(augmented(images[batch], rng, self.upright)) for batch in batches],
+                self.batches: [from_pixels(augmented(images[batch], rng, self.upright))
+                               for batch in batches],
                 self.labels: positions[batches], self.learning_rate: learning_rate})
 
     def accuracy(self, images, positions):
@@ -185,8 +188,8 @@ class Judge:
         self.image_shape = train_images.shape[1:]
         self.classifier = Classifier(self.image_shape, len(self.classes), dataset in UPRIGHT_DATASETS,
                                      NETWORKS[dataset])
-        key = fingerprint(train_images, train_labels, self.classifier.upright, NETWORKS[dataset],
-                          self.train_steps)
+        key = fingerprint(train_images, train_labels, self.classifier.upright,
+                          self.classifier.networks, self.train_steps)
         self.classifier_path = cache_folder(dataset, data_dir) / f'cgan-classifier-{dataset}-{key}.npz'
         self.train_images, self.train_positions = train_images, np.searchsorted(self.classes, train_labels)
         load_or_train(self.classifier, self.classifier_path, self.train_images, self.train_positions,
