@@ -35,7 +35,7 @@ def parser():
                             help="where this machine learns its public address")
     run = argparse.ArgumentParser(add_help=False)
     run.add_argument("run", help="the run id that launch printed, such as "
-                                 "mnist-20260301-142233")
+                                 "mnist-20260301-142233-9f3c")
 
     # Mistakes are one line on stderr, as with run_<recipe>.py (the subcommands inherit it).
     top = OneLineErrorParser(prog="python -m aws", description=__doc__)
