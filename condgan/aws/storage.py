@@ -1,5 +1,6 @@
 """Files between the laptop and S3: the project going up, the run folder coming back."""
 
+import io
 import os
 import re
 import tarfile
@@ -34,14 +35,20 @@ def _skipped(directory, data_dir):
             or directory.resolve() == data_dir)
 
 
-def pack_project(archive, root=PROJECT_ROOT, skip=None):
-    """Writes the project as a .tar.gz and returns how many files it holds."""
+def pack_project(archive, root=PROJECT_ROOT, skip=None, extra=None):
+    """Writes the project as a .tar.gz, with the `extra` files ({name: text}) at its top, and
+    returns how many files it holds."""
     if not (root / "pyproject.toml").exists():
         raise CloudError(f"{root} is not the cgan project (it has no pyproject.toml).")
     files = project_files(root, skip)
     with tarfile.open(archive, "w:gz") as tar:
         for relative in files:
             tar.add(root / relative, arcname=str(relative))
+        for name, text in (extra or {}).items():
+            content = text.encode()
+            member = tarfile.TarInfo(name)
+            member.size, member.mode = len(content), 0o644
+            tar.addfile(member, io.BytesIO(content))
     megabytes = Path(archive).stat().st_size / 1e6
     if megabytes > MAX_PROJECT_MB:
         raise CloudError(
@@ -49,7 +56,7 @@ def pack_project(archive, root=PROJECT_ROOT, skip=None):
             "its code needs: is a data or output folder inside it? Move it out, or pass "
             "it as --data-dir."
         )
-    return len(files)
+    return len(files) + len(extra or {})
 
 
 def newest_checkpoint_step(names):
