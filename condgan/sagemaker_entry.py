@@ -63,16 +63,19 @@ def hyperparameters(root):
 
 def train(command):
     """Runs training; returns None when it finished, else the exit status to end with."""
-    stopped = []
+    stopped, children = [], []
 
     def pass_on(signum, frame):
         stopped.append(signum)
-        child.send_signal(signum)
+        for child in children:
+            child.send_signal(signum)
 
-    child = subprocess.Popen(command)
     previous = signal.signal(signal.SIGTERM, pass_on)
     try:
-        status = child.wait()
+        children.append(subprocess.Popen(command))
+        if stopped:  # before training started: it stops at once, at the step it resumes
+            children[0].send_signal(signal.SIGTERM)
+        status = children[0].wait()
     finally:
         signal.signal(signal.SIGTERM, previous)
     if stopped:

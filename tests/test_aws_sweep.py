@@ -324,3 +324,17 @@ def test_a_sweep_name_is_used_once(local_aws, data):
     assert_one_line_error(finished, "A sweep cmp exists already")
     assert len(boto3.client("sagemaker").list_training_jobs()["TrainingJobSummaries"]) == 6
 
+
+
+def test_the_sweep_commands_import_no_tensorflow(local_aws, data, tmp_path, monkeypatch):
+    fake = tmp_path / "no-tensorflow" / "tensorflow"  # a laptop without TensorFlow
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('the sweep commands imported tensorflow')")
+    monkeypatch.setenv("PYTHONPATH", str(fake.parent))
+    launch_comparison(data)
+    for job in JOBS:
+        put_output(job, {"evaluation.json": json.dumps(evaluation("book", 0, [0.5])).encode()})
+    for command in ("status", "stop", "fetch", "report"):
+        finished = cli("sweep", command, "cmp", *(["--to", str(tmp_path / "home")]
+                                                  if command in ("fetch", "report") else []))
+        assert finished.returncode == 0, finished.stderr

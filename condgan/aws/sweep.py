@@ -57,7 +57,7 @@ def job_name(sweep, variant, seed):
 
 # ------------------------------------------------------------------------------- checks
 
-def plan(options):
+def plan(options, region):
     """The jobs of a sweep launch, (name, variant, seed), once the request is checked: all
     of it before any AWS call."""
     if not JOB_NAME.fullmatch(options.name):
@@ -74,9 +74,9 @@ def plan(options):
         if len(name) > MAX_JOB_NAME:
             raise CloudError(f"job name {name} has {len(name)} characters, more than "
                              f"SageMaker's {MAX_JOB_NAME}: choose a shorter sweep name.")
-    if options.image is None and catalog.sagemaker_image(options.region_name) is None:
+    if options.image is None and catalog.sagemaker_image(region) is None:
         raise CloudError(f"The tool knows no SageMaker TensorFlow image in "
-                         f"{options.region_name}: give one with --image, or use one of "
+                         f"{region}: give one with --image, or use one of "
                          f"{', '.join(catalog.DLC_REGIONS)}.")
     return jobs
 
@@ -113,8 +113,7 @@ def data_folder(options):
 # ------------------------------------------------------------------------------- launch
 
 def launch(cloud, options):
-    options.region_name = cloud.region
-    jobs = plan(options)
+    jobs = plan(options, cloud.region)
     folder, data_files = data_folder(options)
     image = options.image or catalog.sagemaker_image(cloud.region)
     show_plan(cloud, options, jobs, image)
@@ -304,9 +303,11 @@ def status(cloud, options):
         names = [item["Key"].rsplit("/", 1)[1] for item in storage.list_objects(
             cloud, bucket, f"{prefix}/checkpoints/{job['job']}/{sweep['recipe']}")]
         step = storage.newest_checkpoint_step(names)
+        failure = described.get("FailureReason")
         cloud.out(f"{job['job']:<40} {described['TrainingJobStatus']:<11} "
                   f"{described.get('SecondaryStatus', '-'):<12} "
-                  f"{'no checkpoint yet' if step is None else f'step {step}'}")
+                  f"{'no checkpoint yet' if step is None else f'step {step}'}"
+                  + (f" ({' '.join(failure.split())})" if failure else ""))
 
 
 def stop(cloud, options):
