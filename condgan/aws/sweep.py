@@ -157,6 +157,12 @@ def one_line(error):
     return str(error)
 
 
+def short(text, length=160):
+    """A message on one line, no longer than `length` (an error page says little more)."""
+    text = " ".join(text.split())
+    return text if len(text) <= length else text[:length - 3] + "..."
+
+
 def show_plan(cloud, options, jobs, image):
     known = catalog.SAGEMAKER_INSTANCE_TYPES.get(options.instance_type)
     out = cloud.out
@@ -312,7 +318,7 @@ def status(cloud, options):
 
 def stop(cloud, options):
     _, sweep = record(cloud, options)
-    refused = []
+    refused = {}  # the reason -> the jobs it stopped
     for job in sweep["jobs"]:
         state = describe(cloud, job["job"])["TrainingJobStatus"]
         if state in FINISHED:
@@ -322,10 +328,11 @@ def stop(cloud, options):
             cloud.call("sagemaker", "stop_training_job", TrainingJobName=job["job"])
             cloud.out(f"{job['job']}: stopping (it saves a checkpoint first)")
         except ClientError as error:
-            refused.append(f"{job['job']} ({one_line(error)})")
+            refused.setdefault(short(one_line(error)), []).append(job["job"])
     if refused:
-        raise CloudError(f"Could not stop {len(refused)} of the sweep's jobs: "
-                         f"{'; '.join(refused)}")
+        raise CloudError(f"Could not stop {sum(map(len, refused.values()))} of the sweep's "
+                         "jobs: " + "; ".join(f"{', '.join(jobs)}: {reason}"
+                                               for reason, jobs in refused.items()))
 
 
 def fetch(cloud, options):
