@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,7 +81,7 @@ def test_a_spot_interruption_resumes_to_the_losses_of_an_uninterrupted_run(tmp_p
     assert not any(name.endswith(".index") for name in model)  # checkpoints stay in their URI
 
 
-def test_every_kept_checkpoint_is_judged_into_evaluation_json(tmp_path, channel, monkeypatch):
+def test_every_kept_checkpoint_is_judged_into_evaluation_json(tmp_path, channel):
     environment = opt_ml(tmp_path, channel, {**FLAGS, "max_steps": 8}, evaluate_per_class=2)
     finished = subprocess.run([sys.executable, "-c", CHEAP_CLASSIFIER], env=environment,
                               capture_output=True, text=True, timeout=600)
