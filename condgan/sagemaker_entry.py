@@ -13,7 +13,9 @@ training image. It
   after the step it is in (seconds, well within SageMaker's 120 s), and exits 143;
 - at the end writes the pickle, the pictures, the run's record and the evaluate figures of
   every checkpoint the run keeps (evaluation.json) to /opt/ml/model, which SageMaker packs
-  into the job's model.tar.gz.
+  into the job's model.tar.gz;
+- when training fails, writes its last line to /opt/ml/output/failure: the job's
+  FailureReason, which `python -m aws sweep status` shows.
 """
 import json
 import os
@@ -41,9 +43,14 @@ def main():
     checkpoints = root / "checkpoints"
     run_dir = checkpoints / recipe
     resume = ["--resume"] if any(run_dir.glob("*.index")) else []
-    status = train([sys.executable, "-c", TRAIN, recipe, *arguments, "--out-dir", str(checkpoints),
-                    "--data-dir", data_dir, *resume])
-    if status is not None:
+    status, last_line = train([sys.executable, "-c", TRAIN, recipe, *arguments, "--out-dir",
+                               str(checkpoints), "--data-dir", data_dir, *resume])
+    if status == STOPPED:
+        return status
+    if status:  # SageMaker shows this file as the job's FailureReason (`sweep status`)
+        failure = root / "output" / "failure"
+        failure.parent.mkdir(parents=True, exist_ok=True)
+        failure.write_text(last_line or f"training ended with exit status {status}")
         return status
     model_dir = root / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -62,7 +69,8 @@ def hyperparameters(root):
 
 
 def train(command):
-    """Runs training; returns None when it finished, else the exit status to end with."""
+    """Runs training, its stderr passed through; returns the exit status to end with (0: it
+    finished) and the last line training wrote on stderr."""
     stopped, children = [], []
 
     def pass_on(signum, frame):
@@ -72,17 +80,23 @@ def train(command):
 
     previous = signal.signal(signal.SIGTERM, pass_on)
     try:
-        children.append(subprocess.Popen(command))
+        children.append(subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
+                                          errors="replace"))
         if stopped:  # before training started: it stops at once, at the step it resumes
             children[0].send_signal(signal.SIGTERM)
+        last_line = ""
+        for line in children[0].stderr:  # the progress bar's updates end in \r
+            sys.stderr.write(line)
+            said = line.strip().split("\r")[-1].strip()
+            last_line = said or last_line
         status = children[0].wait()
     finally:
         signal.signal(signal.SIGTERM, previous)
     if stopped:
         print(f"stopped by SIGTERM: training saved a checkpoint in the run folder (exit status "
               f"{status}); the job resumes from it when it starts again", file=sys.stderr)
-        return STOPPED
-    return status or None
+        return STOPPED, last_line
+    return status, last_line
 
 
 def copy_results(run_dir, model_dir):

@@ -102,3 +102,14 @@ from condgan import evaluate, sagemaker_entry
 evaluate.TRAIN_STEPS['mnist'] = 20
 sys.exit(sagemaker_entry.main())
 """
+
+
+def test_a_failed_job_says_why_in_sagemakers_failure_file(tmp_path, channel):
+    environment = opt_ml(tmp_path, channel, {**FLAGS, "beta1": 2})
+    finished = subprocess.run([sys.executable, "-m", "condgan.sagemaker_entry"], env=environment,
+                              capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 2
+    assert "argument --beta1: must lie in [0, 1), got 2.0" in finished.stderr  # the job's log
+    assert "argument --beta1: must lie in [0, 1), got 2.0" in (
+        tmp_path / "output" / "failure").read_text()
+    assert not (tmp_path / "model").exists()
