@@ -1,15 +1,17 @@
 """python -m aws: train a cgan recipe on an AWS GPU instance, then stop paying for it."""
 
 import argparse
+import re
 import sys
 
 import boto3
 from botocore.exceptions import (BotoCoreError, ClientError, EndpointConnectionError,
                                  NoCredentialsError)
 
-from condgan.recipes import RECIPES, OneLineErrorParser, finite_float, training_parser
+from condgan.recipes import (DEFAULT_VARIANT, RECIPES, VARIANT_DEFAULTS, OneLineErrorParser,
+                             finite_float, positive_int, seed_number, training_parser)
 
-from . import catalog, commands, launch
+from . import catalog, commands, launch, sweep
 from .bootstrap import UPLOAD_MARGIN_MINUTES
 from .cloud import NO_CREDENTIALS, Cloud, CloudError
 from .resources import DEFAULT_IP_URL, ssh_network
@@ -35,7 +37,7 @@ def parser():
                             help="where this machine learns its public address")
     run = argparse.ArgumentParser(add_help=False)
     run.add_argument("run", help="the run id that launch printed, such as "
-                                 "mnist-20260301-142233")
+                                 "mnist-20260301-142233-9f3c")
 
     # Mistakes are one line on stderr, as with run_<recipe>.py (the subcommands inherit it).
     top = OneLineErrorParser(prog="python -m aws", description=__doc__)
@@ -82,7 +84,68 @@ def parser():
                              help="delete everything the tool created in the region")
     cleanup.add_argument("--yes", action="store_true",
                          help="do not ask before deleting the buckets and their results")
+    add_sweep_parser(sub, common, example)
     return top
+
+
+def add_sweep_parser(sub, common, example):
+    sweeps = sub.add_parser("sweep", help="many runs at once (variants x seeds) as SageMaker "
+                                          "training jobs: python -m aws sweep --help")
+    commands_of_sweep = sweeps.add_subparsers(dest="sweep_command", required=True)
+    name = argparse.ArgumentParser(add_help=False)
+    name.add_argument("name", help="the sweep's name: letters, digits and dashes; it names "
+                                   "its jobs (NAME-VARIANT-sSEED)")
+    launch = commands_of_sweep.add_parser(
+        "launch", parents=[common, name], help="one SageMaker training job per variant and seed",
+        epilog="Every other flag is a training flag of run_RECIPE.py, checked by its own "
+               f"parser before any AWS call (but --variant and --seed, given above); for "
+               f"run_mnist.py: {example.strip()} --data-dir is the local dataset folder, "
+               "uploaded once for all the jobs (default: $CGAN_DATA_DIR/<dataset>).")
+    launch.add_argument("--recipe", required=True, choices=list(RECIPES))
+    launch.add_argument("--variants", nargs="+", choices=list(VARIANT_DEFAULTS),
+                        default=[DEFAULT_VARIANT], help=f"default: {DEFAULT_VARIANT}")
+    launch.add_argument("--seeds", nargs="+", type=seed_number, default=[0],
+                        help="one job per variant and seed (default: 0)")
+    launch.add_argument("--instance-type", type=sweep.sagemaker_instance_type,
+                        default=catalog.SAGEMAKER_DEFAULT_INSTANCE_TYPE,
+                        help=f"default: {catalog.SAGEMAKER_DEFAULT_INSTANCE_TYPE}; not ml.p3")
+    launch.add_argument("--spot", action="store_true",
+                        help="managed Spot training: cheaper; an interrupted job resumes from "
+                             "its last checkpoint")
+    launch.add_argument("--max-hours", type=max_hours, default=6.0,
+                        help="each job stops after this long (default 6)")
+    launch.add_argument("--role", type=role_arn,
+                        help="the jobs' execution role (default: one created for the sweep, "
+                             "with access to its own S3 prefix only)")
+    launch.add_argument("--max-jobs", type=positive_int, default=20,
+                        help="refuse more jobs than this (default 20)")
+    launch.add_argument("--evaluate-per-class", type=per_class, default=100,
+                        help="generated images per class for each kept checkpoint's evaluate "
+                             "figures, on the instance (default 100; 0: none)")
+    launch.add_argument("--image", help="another training image URI than the pinned "
+                                        f"{catalog.SAGEMAKER_IMAGE_TAG}")
+    for command, what in [("status", "one line per job: status, secondary status, step"),
+                          ("stop", "stop every job of the sweep")]:
+        commands_of_sweep.add_parser(command, parents=[common, name], help=what)
+    for command, what in [("fetch", "each job's results, safely unpacked, into FOLDER/JOB/"),
+                          ("report", "the jobs' evaluate figures, and report.png")]:
+        folder = commands_of_sweep.add_parser(command, parents=[common, name], help=what)
+        folder.add_argument("--to", help="the local folder (default: runs/sweeps/NAME)")
+
+
+def role_arn(text):
+    if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", text):
+        raise argparse.ArgumentTypeError(f"expected a role ARN such as "
+                                         f"arn:aws:iam::123456789012:role/name, got {text!r}")
+    return text
+
+
+def per_class(text):
+    value = int(text) if text.isdigit() else None
+    if value is None or value == 1:
+        raise argparse.ArgumentTypeError(f"expected 0 (no evaluation) or a whole number of at "
+                                         f"least 2, got {text!r}")
+    return value
 
 
 def gpu_instance_type(text):
@@ -107,11 +170,16 @@ def parse(argv):
     value), read by run_<recipe>.py's own parser, and `data_dir` the local data folder."""
     top = parser()
     options, others = top.parse_known_args(argv)
-    if options.command != "launch":
+    sweep_launch = options.command == "sweep" and options.sweep_command == "launch"
+    if options.command != "launch" and not sweep_launch:
         if others:
             top.error(f"unrecognized arguments: {' '.join(others)}")
         return options
     training = training_parser(options.recipe, RECIPES[options.recipe])
+    if sweep_launch:
+        if "--resume" in others:  # (--seed and --variant read as --seeds and --variants)
+            training.error("--resume is not a flag of a sweep: a job resumes by itself, "
+                           "from its own checkpoints")
     checked = training.parse_args(others)  # a bad flag: one line on stderr, exit status 2
     # Read again into a namespace where every flag is already "not given": argparse leaves
     # those alone, so what changes is what the user gave, and only that goes to the instance
@@ -122,7 +190,9 @@ def parse(argv):
     given = {name: value for name, value in vars(read).items() if value is not not_given}
     if "out_dir" in given:
         training.error("--out-dir is the instance's own; `python -m aws fetch RUN --to "
-                       "FOLDER` brings the run folder home")
+                       "FOLDER` brings the run folder home" if not sweep_launch else
+                       "--out-dir is the job's own; `python -m aws sweep fetch NAME --to "
+                       "FOLDER` brings the results home")
     options.data_dir = given.pop("data_dir", None)
     options.training = given
     return options
@@ -141,7 +211,9 @@ def main(argv=None, session=None, out=print, err=None):
         region = options.region or session.region_name or "us-east-1"
         cloud = Cloud(region, options.endpoint_url, getattr(options, "dry_run", False),
                       session, out)
-        COMMANDS[options.command](cloud, options)
+        command = (sweep.COMMANDS[options.sweep_command] if options.command == "sweep"
+                   else COMMANDS[options.command])
+        command(cloud, options)
     except CloudError as error:
         err(f"error: {one_line(error)}")
         return 1

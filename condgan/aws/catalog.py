@@ -168,3 +168,40 @@ def vcpu_quota(instance_type, spot):
 # gp3 list price in us-east-1, per GB-month, for the cost summary.
 EBS_GP3_USD_PER_GB_MONTH = 0.08
 ROOT_VOLUME_GB = 100  # the DLAMIs' own snapshots are 75 GB or less
+
+
+# --------------------------------------------------------------------- SageMaker sweeps
+
+# AWS's SageMaker TensorFlow 2.21 training image (Deep Learning Containers, GPU), pinned by its
+# full tag: TensorFlow 2.21.0, Python 3.12, CUDA 12.9.1, cuDNN 9.5.1.17, NCCL 2.30.7, on Amazon
+# Linux 2023 (aws.github.io/deep-learning-containers, "ML Training using TensorFlow DLC"). It is
+# a SageMaker-only image, served from AWS's DLC account in each region listed below.
+SAGEMAKER_IMAGE_TAG = "tensorflow-training:2.21.0-gpu-py312-cu129-amzn2023-sagemaker"
+SAGEMAKER_IMAGE_STACK = "TensorFlow 2.21.0, CUDA 12.9.1, cuDNN 9.5.1.17"
+DLC_ACCOUNT = "763104351884"
+# The regions whose DLC images come from that account (a few newer regions use their own).
+DLC_REGIONS = ("us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1",
+               "sa-east-1", "eu-west-1", "eu-west-2", "eu-west-3", "eu-central-1",
+               "eu-north-1", "ap-south-1", "ap-northeast-1", "ap-northeast-2",
+               "ap-northeast-3", "ap-southeast-1", "ap-southeast-2")
+
+
+def sagemaker_image(region):
+    """The pinned training image's URI in a region, or None where the tool does not know it."""
+    if region not in DLC_REGIONS:
+        return None
+    return f"{DLC_ACCOUNT}.dkr.ecr.{region}.amazonaws.com/{SAGEMAKER_IMAGE_TAG}"
+
+
+# SageMaker Training's on-demand list price in us-east-1, per instance-hour; about 1.4 times
+# the EC2 price of the same machine. Spot training is billed at the spot price, often 60-70 %
+# less. See https://aws.amazon.com/sagemaker/pricing/ (Training, On-Demand).
+SAGEMAKER_INSTANCE_TYPES = {
+    "ml.g5.xlarge": InstanceType("1x A10G 24 GB", 1.408, recommended=True),
+}
+SAGEMAKER_DEFAULT_INSTANCE_TYPE = "ml.g5.xlarge"
+SAGEMAKER_PRICES_READ = "2026-12-07"
+# NVIDIA froze Volta (the V100 of ml.p3) from CUDA 12.8 on, and removes it in CUDA 13; the
+# project's GPU check has never run on this image's CUDA 12.9 stack there.
+REFUSED_SAGEMAKER_FAMILIES = {"ml.p3": "V100 (Volta)", "ml.p3dn": "V100 (Volta)",
+                              "ml.p2": "K80 (Kepler)"}

@@ -72,6 +72,7 @@ def fetch(cloud, options):
     bucket = bucket_of(cloud, options)
     launch_record(cloud, bucket, options.run)
     prefix = f"{resources.run_prefix(options.run)}/output"
+    check_not_newer_here(folder, storage.list_objects(cloud, bucket, prefix), prefix, bucket)
     paths = storage.download_folder(cloud, bucket, prefix, folder)
     if not paths:
         raise CloudError(f"Nothing under s3://{bucket}/{prefix}/ yet: "
@@ -79,6 +80,27 @@ def fetch(cloud, options):
     cloud.out(f"{len(paths)} files into {folder}/")
     for pickle in sorted(p for p in paths if p.suffix == ".pkl"):
         cloud.out(f"the trained model: {pickle} (pickle.load it, then generate_new)")
+
+
+def check_not_newer_here(folder, objects, prefix, bucket):
+    """Refuses a fetch over a local run folder that has trained further than S3's copy
+    (resumed here, say): its losses.csv and run.json would be replaced by older ones."""
+    in_s3 = {}
+    for item in objects:
+        run_folder, _, name = item["Key"][len(prefix) + 1:].partition("/")
+        in_s3.setdefault(run_folder, []).append(name)
+    for run_folder, names in in_s3.items():
+        local = folder / run_folder
+        here = storage.newest_checkpoint_step(
+            path.name for path in local.iterdir()) if local.is_dir() else None
+        there = storage.newest_checkpoint_step(names)
+        if here is not None and (there is None or here > there):
+            raise CloudError(
+                f"{local} has trained to step {here}, further than its copy in "
+                f"s3://{bucket}/{prefix}/{run_folder}/ "
+                f"({'no checkpoint' if there is None else f'step {there}'}): fetching would "
+                "replace newer work with older. Nothing was downloaded; fetch --to another "
+                "folder to have both.")
 
 
 def jupyter(cloud, options):
@@ -137,7 +159,7 @@ def cleanup(cloud, options):
     if found["buckets"] and not options.yes:
         try:
             answer = input("The buckets hold every run's results. Delete them all? [y/N] ")
-        except EOFError:  # no terminal to answer from
+        except (EOFError, RuntimeError):  # no terminal to answer from, or no stdin at all
             raise CloudError("Nothing was deleted: cleanup asks before deleting the buckets "
                              "and no one can answer here; `cleanup --yes` deletes without "
                              "asking.") from None

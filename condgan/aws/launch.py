@@ -1,6 +1,7 @@
 """python -m aws launch: check, prepare and start a training instance, or show how."""
 
 import json
+import secrets
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -22,7 +23,9 @@ PROFILE_RETRIES, PROFILE_WAIT_SECONDS = 6, 5
 
 
 def new_run_id(recipe):
-    return f"{recipe}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    """The launch time, to the second, and a random suffix: two launches in the same second
+    (from two terminals, say) still get their own run, tag and S3 prefix."""
+    return f"{recipe}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
 def launch(cloud, options):
@@ -48,6 +51,8 @@ def launch(cloud, options):
 
         resources.ensure_bucket(cloud, bucket)
         prefix = resources.run_prefix(run_id)
+        if storage.list_objects(cloud, bucket, prefix):  # one chance in 65,536 per second
+            raise CloudError(f"s3://{bucket}/{prefix}/ is taken already: launch again.")
         cloud.upload_file(project, bucket, f"{prefix}/project.tar.gz",
                           what=f"<the project: {project_files} files>")
     data_uri = upload_data(cloud, options.data_dir, bucket)
@@ -66,7 +71,8 @@ def launch(cloud, options):
         # Nothing runs: the uploaded project of this run is of no use to anyone.
         cloud.call("s3", "delete_object", Bucket=bucket, Key=f"{prefix}/project.tar.gz")
         raise
-    cloud.call("s3", "put_object", Bucket=bucket, Key=f"{prefix}/launch.json",
+    # IfNoneMatch: S3 refuses to replace a record that exists (no instance is lost to it).
+    cloud.call("s3", "put_object", Bucket=bucket, Key=f"{prefix}/launch.json", IfNoneMatch="*",
                ContentType="application/json", Body=json.dumps({
                    "run": run_id, "recipe": options.recipe, "instance": instance_id,
                    "instance_type": options.instance_type, "spot": options.spot,

@@ -1,6 +1,8 @@
 """Files between the laptop and S3: the project going up, the run folder coming back."""
 
+import io
 import os
+import re
 import tarfile
 from pathlib import Path
 
@@ -33,14 +35,20 @@ def _skipped(directory, data_dir):
             or directory.resolve() == data_dir)
 
 
-def pack_project(archive, root=PROJECT_ROOT, skip=None):
-    """Writes the project as a .tar.gz and returns how many files it holds."""
+def pack_project(archive, root=PROJECT_ROOT, skip=None, extra=None):
+    """Writes the project as a .tar.gz, with the `extra` files ({name: text}) at its top, and
+    returns how many files it holds."""
     if not (root / "pyproject.toml").exists():
         raise CloudError(f"{root} is not the cgan project (it has no pyproject.toml).")
     files = project_files(root, skip)
     with tarfile.open(archive, "w:gz") as tar:
         for relative in files:
             tar.add(root / relative, arcname=str(relative))
+        for name, text in (extra or {}).items():
+            content = text.encode()
+            member = tarfile.TarInfo(name)
+            member.size, member.mode = len(content), 0o644
+            tar.addfile(member, io.BytesIO(content))
     megabytes = Path(archive).stat().st_size / 1e6
     if megabytes > MAX_PROJECT_MB:
         raise CloudError(
@@ -48,7 +56,14 @@ def pack_project(archive, root=PROJECT_ROOT, skip=None):
             "its code needs: is a data or output folder inside it? Move it out, or pass "
             "it as --data-dir."
         )
-    return len(files)
+    return len(files) + len(extra or {})
+
+
+def newest_checkpoint_step(names):
+    """The step of the newest checkpoint among a run folder's file names (`mnist-1200.index`,
+    as training names them), or None if there is none."""
+    steps = [int(found[1]) for name in names if (found := re.fullmatch(r"[^/]+-(\d+)\.index", name))]
+    return max(steps, default=None)
 
 
 def upload_folder(cloud, folder, bucket, prefix):
@@ -98,10 +113,30 @@ def download_folder(cloud, bucket, prefix, folder):
                              "refused, and nothing was downloaded. Someone who may write to "
                              "the bucket put it there; delete it, or look at it first.")
         downloads.append((item["Key"], path))
+    check_no_file_is_a_folder(bucket, downloads)
     for key, path in downloads:
         path.parent.mkdir(parents=True, exist_ok=True)
         cloud.download_file(bucket, key, path)
     return [path for _, path in downloads]
+
+
+def check_no_file_is_a_folder(bucket, downloads):
+    """Refuses, before any file is written, keys that cannot all be files: `mnist/a` beside
+    `mnist/a/b` (S3 allows both), or a key that needs a folder where a local file is."""
+    key_of = {path: key for key, path in downloads}
+    for key, path in downloads:
+        for parent in path.parents:
+            if parent in key_of:
+                raise CloudError(f"s3://{bucket}/{key_of[parent]} and s3://{bucket}/{key} "
+                                 "cannot both be files (one would be the other's folder): "
+                                 "nothing was downloaded; delete or rename one of them.")
+            if parent.is_file():
+                raise CloudError(f"s3://{bucket}/{key} needs a folder where the file {parent} "
+                                 "is: nothing was downloaded; move that file, or fetch --to "
+                                 "another folder.")
+        if path.is_dir():
+            raise CloudError(f"s3://{bucket}/{key} would replace the folder {path}: nothing "
+                             "was downloaded; fetch --to another folder.")
 
 
 def read_text(cloud, bucket, key):
