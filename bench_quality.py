@@ -17,7 +17,7 @@ import time
 from condgan import evaluate
 from condgan.datasets import Dataset
 from condgan.gan import CGan
-from condgan.model import COMPUTE_DTYPES
+from condgan.precision import COMPUTE_DTYPES
 from condgan.recipes import RECIPES, VARIANT_DEFAULTS
 
 THRESHOLDS = (0.80, 0.90, 0.95)

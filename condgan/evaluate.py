@@ -34,7 +34,7 @@ from scipy.spatial.distance import pdist
 
 from condgan import datasets
 from condgan.gan import load_model
-from condgan.model import batch_norm, dense, layer_weights
+from condgan.layers import batch_norm, dense, layer_weights
 from condgan.recipes import RECIPES, OneLineErrorParser, seed_number
 from condgan.pictures import from_pixels, to_pixels
 
