@@ -23,10 +23,12 @@ import tensorflow as tf
 from tqdm import tqdm  # tqdm.auto wants ipywidgets in Jupyter; text bars work everywhere
 
 from condgan import checkpoints
+from condgan.datasets import batch_indices
 from condgan.generation import generator_inputs, grid_layout, session_config
 from condgan.layers import BATCH_STATISTICS
 from condgan.model import ModelConfig, discriminator, discriminator_loss, generator, generator_loss
-from condgan.pictures import save_png, images_grid, show_in_notebook, write_atomically
+from condgan.files import write_atomically
+from condgan.pictures import save_png, images_grid, show_in_notebook
 from condgan.precision import COMPUTE_DTYPES
 from condgan.runs import (CONFIG_FILE, RunFolderError, RunLock, fresh_seed, read_json,
                           removed_unless_checkpointed, run_files, saved_seed, write_json)
@@ -221,8 +223,7 @@ def epoch_batches(num_images, batch_size, seed, epoch):
     A new order every epoch (the original kept one order all along), drawn from the seed
     and the epoch number, so a resumed run sees the batches an uninterrupted one would.
     """
-    order = np.random.default_rng([seed, epoch]).permutation(num_images)
-    return [order[start:start + batch_size] for start in range(0, num_images, batch_size)]
+    return batch_indices(num_images, batch_size, np.random.default_rng([seed, epoch]))
 
 
 def training_feed(net, dataset, batch, step, learning_rate):

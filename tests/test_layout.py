@@ -68,7 +68,7 @@ def test_the_networks_know_nothing_of_training_files_or_commands():
     assert graph['condgan'] == set()
     assert graph['condgan.model'] - {'condgan'} == {'condgan.layers', 'condgan.conditioning'}
     assert graph['condgan.layers'] == graph['condgan.conditioning'] == set()
-    assert graph['condgan.datasets'] == set()
+    assert graph['condgan.datasets'] == {'condgan.conditioning'}
     assert 'condgan.evaluate' not in graph['condgan.gan']
 
 
