@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from condgan import training
 from condgan.checkpoints import checkpoint_prefixes
 from condgan.datasets import Dataset
 from condgan.runs import RunFolderError
@@ -128,12 +129,21 @@ def test_mixed_precision_keeps_float32_weights(dataset, tmp_path, precision):
         make_gan(dataset, tmp_path, precision='half')
 
 
-def test_the_training_graph_never_grows(dataset, tmp_path):
+def test_the_training_graph_never_grows(dataset, tmp_path, monkeypatch):
     """Bug 3: the original built a new generator for every sample grid."""
+    built = []
+
+    def recorded(*args):  # the real graph, kept to count its ops once training is over
+        net = build_training_graph(*args)
+        built.append((net.graph, len(net.graph.get_operations())))
+        return net
+
+    monkeypatch.setattr(training, 'build_training_graph', recorded)
     gan = make_gan(dataset, tmp_path)
-    assert build_training_graph(gan.config, gan.settings).graph.finalized  # adding an op would raise
     gan.fit(max_steps=3, save_every_n=1, plot=False)
     assert {'samples_1.png', 'samples_2.png', 'samples_3.png'} <= set(os.listdir(gan.model_dir))
+    [(graph, ops_when_built)] = built
+    assert len(graph.get_operations()) == ops_when_built  # three steps, checkpoints and grids later
 
 
 def test_resume_continues_the_step_count(dataset, tmp_path):
