@@ -147,14 +147,6 @@ class Dataset:
             one_hot = None if self.labels is None else self._one_hot_rows[self.label_indices[batch]]
             yield images, one_hot
 
-
-def batch_indices(num_images, batch_size, rng=None):
-    """The batches of one pass over `num_images` images, as index arrays: in stored order, or
-    in a permutation drawn from `rng`. The last batch holds what is left and may be smaller.
-    Training's batches (training.epoch_batches) and `get_batches`' are these."""
-    order = np.arange(num_images) if rng is None else rng.permutation(num_images)
-    return [order[start:start + batch_size] for start in range(0, num_images, batch_size)]
-
     def label_planes(self, one_hot):
         """The one-hot vectors (B, K) repeated at every pixel: float32 (B, height, width, K)."""
         one_hot = np.asarray(one_hot, dtype=np.float32)
@@ -163,6 +155,14 @@ def batch_indices(num_images, batch_size, rng=None):
                              f'got {one_hot.shape}')
         _, width, height, _ = self.shape
         return label_planes(one_hot, height, width)
+
+
+def batch_indices(num_images, batch_size, rng=None):
+    """The batches of one pass over `num_images` images, as index arrays: in stored order, or
+    in a permutation drawn from `rng`. The last batch holds what is left and may be smaller.
+    Training's batches (training.epoch_batches) and `get_batches`' are these."""
+    order = np.arange(num_images) if rng is None else rng.permutation(num_images)
+    return [order[start:start + batch_size] for start in range(0, num_images, batch_size)]
 
 
 def _check_images(data):
