@@ -11,11 +11,12 @@ This is the model of the chapter "Building GANs for Conditional Image Creation" 
 'book' variant, the default. The 'modern' variant (opt-in) keeps the generator's inputs and
 outputs but learns much faster: a lighter generator without dropout, and a projection
 discriminator (Miyato & Koyama, 2018) with spectral normalisation and the hinge loss.
-The layers, with exactly the variable names `tf.layers` gave them (so checkpoints move
-between the original and this), and their speed work are in `layers.py`.
+One table at the end, `VARIANTS`, gives each variant its networks and losses. The layers,
+with exactly the variable names `tf.layers` gave them (so checkpoints move between the
+original and this), and their speed work are in `layers.py`.
 
 Nothing here reads files, loops or keeps a session: `training.py` trains these networks,
-`generation.py` runs the generator, `weights.py` keeps the book of their variables.
+`generation.py` runs the generator, `weights.py` names and checks their variables.
 """
 from dataclasses import asdict, dataclass
 from typing import Callable
