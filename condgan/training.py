@@ -24,10 +24,10 @@ from tqdm import tqdm  # tqdm.auto wants ipywidgets in Jupyter; text bars work e
 
 from condgan import checkpoints
 from condgan.datasets import batch_indices
+from condgan.files import write_atomically
 from condgan.generation import generator_inputs, grid_layout, session_config
 from condgan.layers import BATCH_STATISTICS
 from condgan.model import ModelConfig, discriminator, discriminator_loss, generator, generator_loss
-from condgan.files import write_atomically
 from condgan.pictures import save_png, images_grid, show_in_notebook
 from condgan.precision import COMPUTE_DTYPES
 from condgan.runs import (CONFIG_FILE, RunFolderError, RunLock, fresh_seed, read_json,
