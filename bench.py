@@ -23,7 +23,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from condgan import model
+from condgan import layers, model
 from condgan.datasets import Dataset, load_mnist
 from condgan.gan import CGan
 from condgan.generation import session_config
@@ -142,7 +142,7 @@ def book_layers():
     """Graphs built inside compute their layers with the original's ops: tf.maximum for the
     leaky ReLU, tf.nn.dropout, and TensorFlow's own gradients of the transposed convolutions."""
     def normalize_activate_drop(x, alpha, training, batch_norm_name, random_seed):
-        x = model.batch_norm(x, training, batch_norm_name)
+        x = layers.batch_norm(x, training, batch_norm_name)
         x = tf.maximum(alpha * x, x)
         return tf.nn.dropout(x, rate=0.5) if training else x
 
@@ -151,12 +151,12 @@ def book_layers():
 
     book = {'normalize_activate_drop': normalize_activate_drop,
             'transposed_convolution': transposed_convolution}
-    project = {name: getattr(model, name) for name in book}
-    vars(model).update(book)
+    project = {name: getattr(layers, name) for name in book}
+    vars(layers).update(book)
     try:
         yield
     finally:
-        vars(model).update(project)
+        vars(layers).update(project)
 
 
 class BookStyleGraph:

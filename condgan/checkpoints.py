@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from condgan.model import AVERAGE_SUFFIX, check_shapes
+from condgan.weights import AVERAGE_SUFFIX, check_shapes
 
 
 class CheckpointError(ValueError):

@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from condgan import datasets, pictures
+from condgan.files import write_atomically
 from condgan.recipes import (DEFAULT_VARIANT, OneLineErrorParser, RECIPES, optimiser_settings,
-                             folder_or_new, positive_int, seed_number, sha256, training_parser)
+                             folder_or_new, positive_int, seed_number, training_parser)
 from condgan.runs import (RunFolderError, RunLock, fresh_seed, model_source, read_json,
                           removed_unless_checkpointed,
                           run_files, saved_model_settings, saved_seed, saved_training_settings,
@@ -139,7 +140,7 @@ def train_locked(name, recipe, options, run_dir):
             data_files = datasets.data_files(recipe.dataset, 'train', options.data_dir)
             record.update(seed=seed, data={'images': len(images), 'classes': np.unique(labels).tolist(),
                                 'class_names': class_names,
-                                'sha256': {str(path): sha256(path) for path in data_files}})
+                                'sha256': {str(path): datasets.file_sha256(path) for path in data_files}})
             write_json(run_dir / 'run.json', record)
 
         from condgan.gan import CGan  # TensorFlow: seconds to import
@@ -217,7 +218,7 @@ def recipe_class_names(name, recipe, data_dir, labels):
 
 def leave_pictures(gan, name, run_dir, seed):
     """The pickle, classes.png, interpolation.gif and progress.gif of a trained model."""
-    pictures.write_atomically(run_dir / f'{name}.pkl', lambda f: pickle.dump(gan, f))
+    write_atomically(run_dir / f'{name}.pkl', lambda f: pickle.dump(gan, f))
     rows = gan.generate_new(target_class=-1, rows=gan.num_classes, cols=pictures.CLASS_COLUMNS,
                             plot=False, seed=seed)
     pictures.save_classes_png(rows, gan.class_names, run_dir / 'classes.png')
@@ -270,7 +271,7 @@ def generate(options):
     pictures.save_png(pictures.images_grid(images, options.cols), output)
     written = [str(output)]
     if options.npy:
-        pictures.write_atomically(output.with_suffix('.npy'), lambda f: np.save(f, images))
+        write_atomically(output.with_suffix('.npy'), lambda f: np.save(f, images))
         written.append(str(output.with_suffix('.npy')))
     print(f'{len(images)} images: {", ".join(written)}')
 

@@ -27,6 +27,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from condgan.conditioning import label_planes
+
 MNIST_LABELS = tuple('0123456789')
 FASHION_LABELS = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
                   'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
@@ -137,12 +139,10 @@ class Dataset:
         if rng is not None and not isinstance(rng, np.random.Generator):
             raise TypeError(f'rng must be a numpy.random.Generator or None, got {type(rng).__name__}')
         # Checked above, served below: a bad argument fails at the call, not at the first batch.
-        return self._batches(batch_size, None if rng is None else rng.permutation(len(self.data)))
+        return self._batches(batch_indices(len(self.data), batch_size, rng))
 
-    def _batches(self, batch_size, order):
-        for start in range(0, len(self.data), batch_size):
-            # Stored order takes slices, views that are far cheaper than fancy indexing.
-            batch = slice(start, start + batch_size) if order is None else order[start:start + batch_size]
+    def _batches(self, batches):
+        for batch in batches:
             images = self.data[batch].astype(np.float32) / np.float32(self.max_value) - np.float32(0.5)
             one_hot = None if self.labels is None else self._one_hot_rows[self.label_indices[batch]]
             yield images, one_hot
@@ -154,8 +154,15 @@ class Dataset:
             raise ValueError(f'one_hot must have shape (batch, {self.num_classes}), '
                              f'got {one_hot.shape}')
         _, width, height, _ = self.shape
-        planes_shape = (len(one_hot), height, width, self.num_classes)
-        return np.broadcast_to(one_hot[:, np.newaxis, np.newaxis, :], planes_shape).copy()
+        return label_planes(one_hot, height, width)
+
+
+def batch_indices(num_images, batch_size, rng=None):
+    """The batches of one pass over `num_images` images, as index arrays: in stored order, or
+    in a permutation drawn from `rng`. The last batch holds what is left and may be smaller.
+    Training's batches (training.epoch_batches) and `get_batches`' are these."""
+    order = np.arange(num_images) if rng is None else rng.permutation(num_images)
+    return [order[start:start + batch_size] for start in range(0, num_images, batch_size)]
 
 
 def _check_images(data):
@@ -444,7 +451,6 @@ def _download(name, file_name, target):
 
 def _fetch(url, target, sha256):
     """Download url to target, which appears only once its size and SHA-256 are right."""
-    digest = hashlib.sha256()
     received = 0
     with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response, \
             _partial_file(target) as out:
@@ -454,14 +460,25 @@ def _fetch(url, target, sha256):
                   desc=target.name) as progress:
             while chunk := response.read(1 << 20):
                 out.write(chunk)
-                digest.update(chunk)
                 received += len(chunk)
                 progress.update(len(chunk))
         # http.client ends a short read silently when the server closes the connection early.
         if expected_size is not None and received != expected_size:
             raise DataError(f'transfer ended after {received} of {expected_size} bytes')
-        if digest.hexdigest() != sha256:
-            raise DataError(f'SHA-256 {digest.hexdigest()} differs from the expected {sha256}')
+        out.flush()
+        received_sha256 = file_sha256(out.name)
+        if received_sha256 != sha256:
+            raise DataError(f'SHA-256 {received_sha256} differs from the expected {sha256}')
+
+
+def file_sha256(path):
+    """The SHA-256 of the file at `path`, as hex: what the downloads are checked against, and
+    what a run records of its data files."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager

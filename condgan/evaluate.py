@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -33,15 +32,14 @@ import tensorflow as tf
 from scipy.spatial.distance import pdist
 
 from condgan import datasets
+from condgan.files import write_atomically
 from condgan.gan import load_model
-from condgan.model import batch_norm, dense, layer_weights
-from condgan.recipes import RECIPES, OneLineErrorParser, seed_number
+from condgan.layers import batch_norm, dense, layer_weights
+from condgan.recipes import DATASETS, RECIPES, OneLineErrorParser, seed_number
 from condgan.pictures import from_pixels, to_pixels
 
 tf1 = tf.compat.v1
 
-# The book's recipes know each dataset's loader and class names (EMNIST: Balanced).
-DATASETS = {recipe.dataset: recipe for recipe in RECIPES.values()}  # mnist, fashion, emnist
 # A recipe's name, which is its model's generator_name -> the recipe's dataset.
 RECIPE_DATASETS = {name: recipe.dataset for name, recipe in RECIPES.items()}
 
@@ -507,10 +505,7 @@ def load_or_train(classifier, path, images, positions, steps):
                           f"training it again", stacklevel=3)
     classifier.train(images, positions, steps)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Written under a temporary name, then renamed: a crash never leaves half a file.
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix='.tmp', delete=False) as f:
-        np.savez(f, **classifier.weights())
-    os.replace(f.name, path)
+    write_atomically(path, lambda f: np.savez(f, **classifier.weights()))
 
 
 # ----------------------------------------------------------------- command line

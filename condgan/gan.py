@@ -16,11 +16,13 @@ import numpy as np
 
 from condgan import checkpoints
 from condgan.generation import GeneratorSession, generator_inputs, grid_layout
-from condgan.model import COMPUTE_DTYPES, ModelConfig, default_precision, generator_variable_shapes
+from condgan.model import ModelConfig
 from condgan.pictures import from_pixels, images_grid, plot_images, plot_losses
+from condgan.precision import COMPUTE_DTYPES, default_precision
 from condgan.recipes import DEFAULT_VARIANT, optimiser_settings
 from condgan.runs import CONFIG_FILE, model_source, read_json, saved_model_settings, saved_training_settings
 from condgan.training import Training, TrainingSettings
+from condgan.weights import generator_variable_shapes
 
 PICKLE_FORMAT = 1  # bump when the pickled state changes shape
 BOOK_DEFAULTS = {'classes': tuple(range(10)), 'image_shape': (28, 28, 1), 'z_dim': 96}
@@ -39,7 +41,7 @@ class CGan:
                  out_dir=None, seed=None, max_to_keep=5, precision='auto', xla=False,
                  classes=None, image_shape=None, class_names=None, variant=DEFAULT_VARIANT):
         """`classes` and `image_shape` describe a model without a dataset (generation only);
-        with a dataset they come from it. `precision` 'auto' is `model.default_precision()`.
+        with a dataset they come from it. `precision` 'auto' is `precision.default_precision()`.
         `class_names` name the classes in pictures and commands (default: their values).
         `variant` 'modern' trains the opt-in networks and losses (see model.py)."""
         if dataset is not None:

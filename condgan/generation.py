@@ -8,7 +8,8 @@ generates as the original did, `legacy=True`: batch statistics and dropout.
 import numpy as np
 import tensorflow as tf
 
-from condgan.model import check_shapes, generator, generator_variables
+from condgan.model import generator
+from condgan.weights import check_shapes, generator_variables
 
 tf1 = tf.compat.v1
 

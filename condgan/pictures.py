@@ -3,15 +3,13 @@
 One pixel mapping serves them all: the generator's [-1, 1] to 0-255 (`to_pixels`). It needs
 no TensorFlow, so the commands can draw without loading it.
 """
-import os
 import re
-import tempfile
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-UMASK = os.umask(0o022)
-os.umask(UMASK)
+from condgan.files import write_atomically
+
 CLASS_COLUMNS = 10         # images per class in classes.png
 LABEL_WIDTH = 80           # pixels left of classes.png's rows for the class names
 INTERPOLATION_STEPS = 50   # frames of interpolation.gif
@@ -85,23 +83,6 @@ def plot_losses(step_losses, epoch_losses, steps_per_epoch, path):
 def save_png(picture, path):
     """A PNG written whole or not at all: a crash or a full disk never leaves half a file."""
     write_atomically(path, lambda f: Image.fromarray(picture).save(f, format='PNG'))
-
-
-def write_atomically(path, write):
-    """Call `write(file)` on a temporary file beside `path`, then rename it onto `path`."""
-    path = str(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.', suffix='.part')
-    try:
-        os.chmod(temporary, 0o666 & ~UMASK)  # mkstemp's file is private; the result need not be
-        with os.fdopen(handle, 'wb') as f:
-            write(f)
-        os.replace(temporary, path)
-    except BaseException as error:
-        os.unlink(temporary)
-        if isinstance(error, OSError) and error.filename is None:
-            error.filename = path  # a full disk names the file it could not write
-        raise
 
 
 def show_in_notebook(path):

@@ -5,7 +5,6 @@ it. `python -m aws launch` checks a GPU run's flags with the same parser before 
 anything. Nothing here imports TensorFlow, so both answer a mistake at once.
 """
 import argparse
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -57,6 +56,8 @@ RECIPES = {
                      datasets.load_emnist,
                      lambda data_dir: datasets.emnist_label_names('balanced', data_dir)),
 }
+# The recipes by their dataset: each dataset's loader and class names (EMNIST: Balanced).
+DATASETS = {recipe.dataset: recipe for recipe in RECIPES.values()}  # mnist, fashion, emnist
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -180,11 +181,3 @@ def parsed(text, kind, description):
         return kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f'expected {description}, got {text!r}') from None
-
-
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from condgan.pictures import write_atomically
+from condgan.files import write_atomically
 
 CONFIG_FILE = 'config.json'  # the model and training settings, written before the first step
 LOCK_FILE = '.lock'

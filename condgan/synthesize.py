@@ -23,12 +23,11 @@ from tqdm import tqdm
 
 from condgan import datasets
 from condgan.pictures import to_pixels
-from condgan.recipes import OneLineErrorParser, RECIPES, positive_int
+from condgan.recipes import DATASETS, OneLineErrorParser, positive_int
 
 GENERATE_BATCH = 1000          # images per generator call: bounds the memory
 RECORD_FILE = 'synthesis.json'
 EMNIST_SUBSET = 'balanced'     # the EMNIST recipe's
-DATASETS = {recipe.dataset: recipe for recipe in RECIPES.values()}  # mnist, fashion, emnist
 
 
 def synthesize(gan, out_dir, counts, seed, dataset, class_names=(), replace=False, model=None):

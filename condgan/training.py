@@ -15,7 +15,6 @@ import signal
 import sys
 import threading
 import time
-import types
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -24,12 +23,16 @@ import tensorflow as tf
 from tqdm import tqdm  # tqdm.auto wants ipywidgets in Jupyter; text bars work everywhere
 
 from condgan import checkpoints
+from condgan.datasets import batch_indices
+from condgan.files import write_atomically
 from condgan.generation import generator_inputs, grid_layout, session_config
-from condgan.model import (BATCH_STATISTICS, COMPUTE_DTYPES, ModelConfig, check_shapes, discriminator,
-                           discriminator_loss, generator, generator_loss, generator_variables)
-from condgan.pictures import save_png, images_grid, show_in_notebook, write_atomically
+from condgan.layers import BATCH_STATISTICS
+from condgan.model import ModelConfig, discriminator, discriminator_loss, generator, generator_loss
+from condgan.pictures import save_png, images_grid, show_in_notebook
+from condgan.precision import COMPUTE_DTYPES
 from condgan.runs import (CONFIG_FILE, RunFolderError, RunLock, fresh_seed, read_json,
                           removed_unless_checkpointed, run_files, saved_seed, write_json)
+from condgan.weights import check_shapes, generator_variables
 
 tf1 = tf.compat.v1
 
@@ -49,7 +52,7 @@ class TrainingSettings:
     beta1: float = 0.35            # Adam's first-moment decay
     seed: int = None               # batch order, initial weights, z and dropout; None:
                                    # the resumed run's own, or a fresh one
-    precision: str = 'float32'     # a key of model.COMPUTE_DTYPES
+    precision: str = 'float32'     # a key of precision.COMPUTE_DTYPES
     xla: bool = False              # compile the training step with XLA
     max_to_keep: int = 5           # checkpoints kept in the model folder
 
@@ -63,6 +66,30 @@ class RunFinished(RunFolderError):
 
 
 # ----------------------------------------------------------------- the training graph
+
+@dataclass(frozen=True)
+class TrainingGraph:
+    """The finalized graph of one training step, and the tensors and ops a run uses."""
+    graph: tf.Graph
+    # Fed each step (see training_feed):
+    real_images_uint8: tf.Tensor     # [batch, H, W, C] uint8
+    class_index: tf.Tensor           # [batch] int32, each image's class position
+    step: tf.Tensor                  # int64, the step counted from 0: seeds z and dropout
+    learning_rate: tf.Tensor         # float32, defaults to the settings'
+    # Run:
+    train_step: tf.Operation         # the D update, then the G update
+    d_loss: tf.Tensor
+    g_loss: tf.Tensor
+    summaries: tf.Tensor             # TensorBoard's, merged
+    calibrate_batch_norm: tf.Operation  # the generator's moving statistics from a large batch
+    sample_z: tf.Tensor              # [n, z_dim + K], fed to draw `samples`
+    samples: tf.Tensor               # [n, H, W, C] in [-1, 1], in inference mode
+    # Bookkeeping:
+    saver: tf1.train.Saver           # every variable, the optimizers' included
+    global_step: tf.Variable
+    generation_weights: dict         # checkpoint name -> the variable generation reads
+    initializer: tf.Operation
+
 
 def build_training_graph(config, settings, max_value=255):
     """The graph of one training step: a D update, then a G update, as one op.
@@ -132,7 +159,7 @@ def build_training_graph(config, settings, max_value=255):
             # Built once here, not at every sample grid (the original's graph grew all along).
             sample_z = tf1.placeholder(tf.float32, (None, config.generator_input_size))
             samples = generator(config, sample_z, False)
-        net = types.SimpleNamespace(
+        net = TrainingGraph(
             graph=graph, real_images_uint8=real_images_uint8, class_index=class_index, step=step,
             learning_rate=learning_rate, train_step=train_step, d_loss=d_loss, g_loss=g_loss,
             calibrate_batch_norm=calibrate_batch_norm, sample_z=sample_z, samples=samples,
@@ -196,8 +223,7 @@ def epoch_batches(num_images, batch_size, seed, epoch):
     A new order every epoch (the original kept one order all along), drawn from the seed
     and the epoch number, so a resumed run sees the batches an uninterrupted one would.
     """
-    order = np.random.default_rng([seed, epoch]).permutation(num_images)
-    return [order[start:start + batch_size] for start in range(0, num_images, batch_size)]
+    return batch_indices(num_images, batch_size, np.random.default_rng([seed, epoch]))
 
 
 def training_feed(net, dataset, batch, step, learning_rate):

@@ -1,11 +1,13 @@
 """evaluate: the figures on images whose quality we know (real, noise, one image repeated,
 shuffled labels), the classifier's cache, the checks, and the command line. Data: the real
-MNIST in CGAN_DATA_DIR; the classifier is trained once, into this module's own cache."""
+MNIST in CGAN_DATA_DIR; the classifier is trained once per machine, into the tests' own
+per-user cache, which is kept between runs as a user's is."""
 import json
 import os
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,9 +25,12 @@ CAS_STEPS = 150  # the score's classifiers: a clear real baseline in seconds
 
 
 @pytest.fixture(scope='module')
-def cache_home(tmp_path_factory):
-    """A per-user cache of our own for the module, so the classifier is trained once, here."""
-    folder = tmp_path_factory.mktemp('cache')
+def cache_home():
+    """The tests' own per-user cache ($XDG_CACHE_HOME/cgan-tests, else ~/.cache/cgan-tests),
+    apart from the user's own but kept as it is: the classifier is trained at the first run
+    on a machine, and again only when evaluate's key of it (its data and settings) changes.
+    The corrupt-file test below trains a small one at every run."""
+    folder = Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'cgan-tests'
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv('XDG_CACHE_HOME', str(folder))
         yield folder

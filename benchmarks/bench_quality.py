@@ -5,10 +5,11 @@ or emnist; default mnist) for --steps steps under each seed, and judges its gene
 condgan.evaluate every --eval-every steps (100 images per class). Prints, per variant and seed, the figures at each judged step, then the
 training time to reach 80%, 90% and 95% conditional accuracy (at the first judged step that
 reaches it; judging is not counted as training time). The step rate is the machine's: run
-it on a quiet machine.
+it on a quiet machine. Run it from the repository's root, as a module, so that it imports
+the checkout's condgan:
 
-    python bench_quality.py book modern --out-dir runs/quality --steps 3000 --eval-every 250 --seeds 0 1
-    python bench_quality.py book modern --recipe zalando --out-dir runs/quality --steps 3000 --eval-every 500
+    python -m benchmarks.bench_quality book modern --out-dir runs/quality --steps 3000 --eval-every 250 --seeds 0 1
+    python -m benchmarks.bench_quality book modern --recipe zalando --out-dir runs/quality --steps 3000 --eval-every 500
 """
 import argparse
 import json
@@ -17,7 +18,7 @@ import time
 from condgan import evaluate
 from condgan.datasets import Dataset
 from condgan.gan import CGan
-from condgan.model import COMPUTE_DTYPES
+from condgan.precision import COMPUTE_DTYPES
 from condgan.recipes import RECIPES, VARIANT_DEFAULTS
 
 THRESHOLDS = (0.80, 0.90, 0.95)
