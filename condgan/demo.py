@@ -69,7 +69,7 @@ def page(gan, folder=None):
     with gr.Blocks(title='cgan demo') as blocks:
         gr.Markdown(f'## A conditional GAN: {gan.generator_name} ({len(names)} classes)')
         with gr.Row():
-            class_name = gr.Dropdown(names, value=names[-2 if len(names) > 1 else 0], label='class',
+            class_name = gr.Dropdown(names, value=names[0], label='class',
                                      elem_id='class')
             seed = gr.Number(value=0, precision=0, minimum=0, label='seed (the same seed, the same images)',
                              elem_id='seed')
