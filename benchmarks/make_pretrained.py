@@ -8,6 +8,7 @@ checksums (from its run.json), and `cgan.py evaluate`'s figures of the shipped (
 weights, judged at --seed 0 so that they come again.
 """
 import argparse
+import datetime
 import platform
 import sys
 from pathlib import Path
@@ -19,6 +20,15 @@ from condgan.runs import read_json  # noqa: E402
 
 EVALUATION_SEED = 0
 PER_CLASS = 1000  # generated images per class judged: figures steady to a few tenths of a point
+
+
+def cpu_name():
+    """The CPU's model name (Linux), else what the platform says."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            return next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def main():
@@ -42,7 +52,7 @@ def main():
         'recipe': run['recipe'], 'command': command, 'settings': recipe,
         'seed': run['seed'], 'steps': run['steps'], 'finished': run['finished'],
         'training_seconds': sum(s.get('seconds', 0) for s in run['sessions']),
-        'machine': platform.processor() or platform.machine(), 'versions': session['versions'],
+        'machine': cpu_name(), 'versions': session['versions'],
         'data': {'images': run['data']['images'],
                  'sha256': {Path(path).name: digest for path, digest in run['data']['sha256'].items()}},
     }
@@ -52,6 +62,8 @@ def main():
     shipped = CGan.pretrained(options.name)
     figures = evaluate.evaluate_model(shipped, options.data_dir, PER_CLASS, seed=EVALUATION_SEED)
     print(evaluate.format_table(figures))
+    figures.update(classifier_version=evaluate.CLASSIFIER_VERSION,
+                   evaluated=datetime.date.today().isoformat())
     figures['command'] = f'python cgan.py evaluate --pretrained {options.name} --per-class {PER_CLASS} ' \
                          f'--seed {EVALUATION_SEED}'
     pretrained.write(shipped, options.name, {**record, 'evaluation': figures})
