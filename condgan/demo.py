@@ -58,7 +58,7 @@ class Drawing:
 
 def file_safe(name):
     """A class name in a file name: 'T-shirt/top' as 'T-shirt_top'."""
-    return ''.join(c if c.isalnum() or c in '-.' else '_' for c in name)
+    return ''.join(c if c.isalnum() or c == '-' else '_' for c in name)
 
 
 def page(gan, folder=None):
