@@ -24,9 +24,10 @@ import numpy as np
 
 from condgan import datasets, pictures
 from condgan.files import write_atomically
+from condgan.pretrained import add_model_arguments, model_from
 from condgan.recipes import (DEFAULT_VARIANT, OneLineErrorParser, RECIPES, optimiser_settings,
                              folder_or_new, positive_int, seed_number, training_parser)
-from condgan.runs import (RunFolderError, RunLock, fresh_seed, model_source, read_json,
+from condgan.runs import (RunFolderError, RunLock, fresh_seed, read_json,
                           removed_unless_checkpointed,
                           run_files, saved_model_settings, saved_seed, saved_training_settings,
                           write_json)
@@ -252,20 +253,12 @@ def new_file(text):
     return path
 
 
-def load_model(text):
-    """A CGan from a pickle or a run folder; a missing or empty one is refused before
-    TensorFlow loads."""
-    model_source(text)
-    from condgan.gan import load_model
-    return load_model(text)
-
-
 def generate(options):
     output = new_file(options.output)
     if options.rows * options.cols > MAX_GENERATED:
         raise CommandError(f'--rows x --cols is {options.rows * options.cols} images; at most '
                            f'{MAX_GENERATED} are drawn at once')
-    gan = load_model(options.model)
+    gan = model_from(options)
     images = gan.generate_new(class_value(gan, options.target_class), options.rows, options.cols,
                               plot=False, seed=options.seed)
     pictures.save_png(pictures.images_grid(images, options.cols), output)
@@ -287,7 +280,7 @@ def class_value(gan, text):
 
 
 def export(options):
-    gan = load_model(options.model)
+    gan = model_from(options)
     import tensorflow as tf
     from condgan.export import export_saved_model
     tf.get_logger().setLevel('ERROR')  # the TF1 SavedModel builder's deprecation notices: not the user's
@@ -308,7 +301,7 @@ def main(argv=None):
     """`python cgan.py COMMAND ...`."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = command_parser()
-    if argv and argv[0] in ('evaluate', 'synthesize'):  # their own parsers, in their modules
+    if argv and argv[0] in ('evaluate', 'synthesize', 'demo'):  # their own parsers, in their modules
         import importlib
         command = importlib.import_module(f'condgan.{argv[0]}')
         return one_line_errors(f'cgan.py {argv[0]}', lambda: command.main(argv[1:]))
@@ -319,14 +312,14 @@ def main(argv=None):
 def command_parser():
     parser = OneLineErrorParser(prog='cgan.py', description='Use a trained CGan.')
     commands = parser.add_subparsers(dest='command', required=True,
-                                     metavar='{generate,export,evaluate,synthesize}')
+                                     metavar='{generate,export,evaluate,synthesize,demo}')
     model_help = ('a pickled CGan (such as runs/mnist/mnist.pkl, written by run_mnist.py) or a run '
                   'folder (such as runs/mnist: its newest checkpoint, else its pickle); a pickle can '
                   'run code when loaded: load only your own')
     generate_command = commands.add_parser(
         'generate', help='draw new images into a PNG grid',
         description='Draw rows x cols new images with a trained CGan into a PNG grid.')
-    generate_command.add_argument('model', help=model_help)
+    add_model_arguments(generate_command, model_help)
     generate_command.add_argument('--target-class', default='-1',
                                   help='the class to draw, by value or name (8, A, T-shirt/top); -1 '
                                        '(default) draws one class per row, in class order')
@@ -344,9 +337,10 @@ def command_parser():
         'export', help='write the generator as a TensorFlow SavedModel',
         description='Write the generator as a TensorFlow SavedModel, for code that knows '
                     'nothing of this project (see condgan/export.py).')
-    export_command.add_argument('model', help=model_help)
+    add_model_arguments(export_command, model_help)
     export_command.add_argument('folder', type=folder_or_new, help='the new folder to write')
     export_command.set_defaults(run=export)
     commands.add_parser('evaluate', help='how good a generator is: python cgan.py evaluate --help')
     commands.add_parser('synthesize', help='a generated dataset in IDX files: python cgan.py synthesize --help')
+    commands.add_parser('demo', help='a page in the browser to draw with a generator: python cgan.py demo --help')
     return parser

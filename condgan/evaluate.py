@@ -33,8 +33,8 @@ from scipy.spatial.distance import pdist
 
 from condgan import datasets
 from condgan.files import write_atomically
-from condgan.gan import load_model
 from condgan.layers import batch_norm, dense, layer_weights
+from condgan.pretrained import add_model_arguments, model_from
 from condgan.recipes import DATASETS, RECIPES, OneLineErrorParser, seed_number
 from condgan.pictures import from_pixels, to_pixels
 
@@ -551,8 +551,8 @@ def main(argv=None):
         prog='cgan.py evaluate',
         description="How good is a generator: conditional accuracy, Fréchet distance and "
                     "diversity of its images, judged by a classifier trained on the real data.")
-    parser.add_argument('model', help='a pickled CGan (runs/mnist/mnist.pkl) or a run folder '
-                                      '(runs/mnist/: its pickle, else its newest checkpoint)')
+    add_model_arguments(parser, 'a pickled CGan (runs/mnist/mnist.pkl) or a run folder '
+                                '(runs/mnist/: its pickle, else its newest checkpoint)')
     parser.add_argument('--data-dir', help="the dataset's folder (default: $CGAN_DATA_DIR/<dataset>, "
                                            "else the per-user cache)")
     parser.add_argument('--per-class', type=int, default=100, help='generated images per class')
@@ -567,6 +567,6 @@ def main(argv=None):
                         help='fixes the generated images, so the same figures come again')
     parser.add_argument('--json', action='store_true', help='print JSON instead of a table')
     options = parser.parse_args(argv)
-    figures = evaluate_model(load_model(options.model), options.data_dir, options.per_class,
+    figures = evaluate_model(model_from(options), options.data_dir, options.per_class,
                              options.dataset, options.cas, options.seed)
     print(json.dumps(figures, indent=2) if options.json else format_table(figures))

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from condgan import checkpoints
+from condgan import checkpoints, pretrained
 from condgan.generation import GeneratorSession, generator_inputs, grid_layout
 from condgan.model import ModelConfig
 from condgan.pictures import from_pixels, images_grid, plot_images, plot_losses
@@ -224,6 +224,19 @@ class CGan:
                   class_names=record.get('class_names'))
         gan.model_dir = os.path.abspath(ckpt_dir)
         gan.load_checkpoint(gan.model_dir)
+        return gan
+
+    @classmethod
+    def pretrained(cls, name):
+        """A generator that ships with cgan, ready for `generate_new`: 'mnist' or 'fashion'
+        (see `pretrained.names()` and pretrained.py). Needs no data, network or training."""
+        record = pretrained.describe(name)
+        model = record['model']
+        gan = cls(None, z_dim=model['z_dim'], alpha=model['alpha'], smooth=model['smooth'],
+                  classes=model['classes'], image_shape=model['image_shape'], variant=model['variant'],
+                  precision='float32', generator_name=record['generator_name'],
+                  class_names=record['class_names'])
+        gan.generator_weights = pretrained.read_weights(name)
         return gan
 
     def export_saved_model(self, path):

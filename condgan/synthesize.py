@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from condgan import datasets
 from condgan.pictures import to_pixels
+from condgan.pretrained import add_model_arguments, model_from, model_name
 from condgan.recipes import DATASETS, OneLineErrorParser, positive_int
 
 GENERATE_BATCH = 1000          # images per generator call: bounds the memory
@@ -152,8 +153,8 @@ def parser():
         description="Write a generated dataset: a trained model's images, with their classes "
                     "as labels, in the IDX files of its dataset (MNIST, Fashion-MNIST, EMNIST), "
                     "which every recipe reads with --data-dir and any IDX reader reads.")
-    parser.add_argument('model', help='a pickled CGan (runs/mnist/mnist.pkl) or a run folder '
-                                      '(runs/mnist/: its pickle, else its newest checkpoint)')
+    add_model_arguments(parser, 'a pickled CGan (runs/mnist/mnist.pkl) or a run folder '
+                                '(runs/mnist/: its pickle, else its newest checkpoint)')
     parser.add_argument('-o', '--out-dir', required=True, help='the folder to write the dataset into')
     counts = parser.add_mutually_exclusive_group()
     counts.add_argument('--per-class', type=positive_int, default=1000,
@@ -180,13 +181,12 @@ def main(argv=None):
     if not options.replace:  # before the model loads: a refusal should not take seconds
         refuse_a_dataset(Path(options.out_dir))
     from condgan import evaluate  # TensorFlow: only once the arguments are known to be good
-    from condgan.gan import load_model
-    gan = load_model(options.model)
+    gan = model_from(options)
     dataset = evaluate.dataset_of(gan, options.dataset)
     counts = options.mix or {value: options.per_class for value in gan.classes}
     class_names = DATASETS[dataset].class_names(options.data_dir) if dataset == 'emnist' else ()
     record = synthesize(gan, options.out_dir, counts, options.seed, dataset, class_names,
-                        options.replace, model=options.model)
+                        options.replace, model=model_name(options))
     print(f"{record['images']} images of {len(counts)} classes: "
           f"{', '.join(str(Path(options.out_dir) / name) for name in record['files'])}, "
           f"{Path(options.out_dir) / RECORD_FILE}")
