@@ -19,7 +19,7 @@ from condgan.generation import GeneratorSession, generator_inputs, grid_layout
 from condgan.model import COMPUTE_DTYPES, ModelConfig, default_precision, generator_variable_shapes
 from condgan.pictures import from_pixels, images_grid, plot_images, plot_losses
 from condgan.recipes import DEFAULT_VARIANT, optimiser_settings
-from condgan.runs import CONFIG_FILE, model_source, read_json, saved_model_settings, saved_training_settings
+from condgan.runs import model_source, saved_model_settings, saved_record, saved_training_settings
 from condgan.training import Training, TrainingSettings
 
 PICKLE_FORMAT = 1  # bump when the pickled state changes shape
@@ -208,8 +208,7 @@ class CGan:
         generate as the original did, see `legacy_generation`) the book's MNIST model is
         assumed unless `classes`, `image_shape` or `z_dim` say otherwise.
         """
-        path = os.path.join(ckpt_dir, CONFIG_FILE)
-        record = read_json(path) if os.path.exists(path) else {}
+        record = saved_record(ckpt_dir)  # checked, as every reading of config.json
         saved = saved_model_settings(ckpt_dir)
         config = {**BOOK_DEFAULTS, 'alpha': 0.2, **saved,
                   **{k: v for k, v in {'classes': classes, 'image_shape': image_shape,

@@ -35,13 +35,18 @@ def run_copy(trained_run, tmp_path):
     return tmp_path / 'mnist'
 
 
+def cache_beside(folder):
+    """The per-user cache of the commands run in `folder`: beside it, not in it (matplotlib
+    writes there too), and not the user's (no classifier or download of the tests lands there)."""
+    return folder.with_name(folder.name + '-cache')
+
+
 def python(*arguments, cwd, **environment):
-    """`python arguments` with this checkout's package, a per-user cache in `cwd` (so
-    that no classifier or download of the tests lands in the user's) and `environment`."""
+    """`python arguments` with this checkout's package, in `cwd`, with its own per-user cache."""
     return subprocess.run([sys.executable, *map(str, arguments)], cwd=cwd, capture_output=True,
                           text=True, timeout=300,
                           env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3', 'PYTHONPATH': str(REPO),
-                               'XDG_CACHE_HOME': str(cwd / 'cache'), **environment})
+                               'XDG_CACHE_HOME': str(cache_beside(cwd)), **environment})
 
 
 def cgan(*arguments, cwd, **environment):
@@ -98,5 +103,45 @@ def test_evaluate_refuses_another_datasets_model_before_training_a_classifier(tr
     refused(cgan('evaluate', trained_run, '--dataset', 'emnist', cwd=tmp_path), 2,
             r"cgan.py evaluate: error: the model's classes \[0, 1, 2, 3, 4, 5, 6, 7, 8, 9\] are not "
             r"emnist's \[0, 1, .*, 46\]")
-    assert not list(tmp_path.rglob('cgan-classifier-*'))  # no classifier was trained (nor cached)
+    assert not list(cache_beside(tmp_path).rglob('cgan-classifier-*'))  # none was trained, nor cached
     assert folder_state(trained_run) == before
+
+
+# ------------------------------------------------------------------ item 7: a hand-edited config.json
+
+RESUME = ['run_mnist.py', '--resume', '--max-steps', '4', *FAST_RUN]
+
+
+@pytest.mark.parametrize('section, key, value, expected, arguments', [
+    ('model', 'z_dim', 'abc', 'a whole number from 1 to 4096', ['cgan.py', 'generate', '{run}', '-o', 'x.png']),
+    ('model', 'z_dim', -5, 'a whole number from 1 to 4096', RESUME),
+    ('model', 'variant', 'fancy', 'one of "book", "modern"', ['cgan.py', 'evaluate', '{run}']),
+    ('training', 'seed', 'x', 'null or a whole number from 0 to 2\\*\\*63 - 1', RESUME),
+    ('training', 'learning_rate', 'fast', 'a positive number', RESUME),
+    ('model', 'image_shape', [28, 28], r'\[height, width, channels\]: sides multiples of 4, 1 or 3 channels',
+     ['cgan.py', 'synthesize', '{run}', '-o', 'made']),
+    ('model', 'z_dim', -5, 'a whole number from 1 to 4096', ['cgan.py', 'export', '{run}', 'saved']),
+    ('model', 'variant', 'fancy', 'one of "book", "modern"', ['-c', FROM_CHECKPOINT, '{run}']),
+], ids=['z_dim abc: generate', 'z_dim -5: resume', 'variant fancy: evaluate', 'seed x: resume',
+        'learning_rate fast: resume', 'image_shape of two: synthesize', 'z_dim -5: export',
+        'variant fancy: from_checkpoint'])
+def test_a_hand_edited_config_is_one_line_naming_the_key(run_copy, tmp_path, section, key, value, expected,
+                                                         arguments):
+    config = run_copy / 'config.json'
+    record = json.loads(config.read_text())
+    record[section][key] = value
+    config.write_text(json.dumps(record))
+    before = folder_state(tmp_path)
+    arguments = [argument.format(run=run_copy) for argument in arguments]
+    if arguments[0] == 'run_mnist.py':
+        arguments += ['--out-dir', tmp_path, *data_dir_flag('mnist')]
+    program = arguments if arguments[0] == '-c' else [REPO / arguments[0], *arguments[1:]]
+    result = python(*program, cwd=tmp_path)
+    line = f'{config}: {section}.{key} is {json.dumps(value)}; expected {expected}'
+    if arguments[0] == '-c':  # the Python API: a ValueError whose message is that line
+        assert result.returncode == 1 and 'Traceback' in result.stderr
+        assert re.search(f'RunFolderError: {re.escape(line.split("; ")[0])}; expected {expected}$',
+                         result.stderr.strip()), result.stderr[-3000:]
+    else:
+        refused(result, 2, re.escape(line.split('; ')[0]) + f'; expected {expected}$')
+    assert folder_state(tmp_path) == before
