@@ -33,9 +33,15 @@ def checkpoint_prefixes(model_dir):
     indexes = [path for path in folder.iterdir() if path.name.endswith('.index') and path.is_file()]
 
     def age(path):
-        step = re.search(r'-(\d+)\.index$', path.name)
-        return (int(step[1]) if step else -1, path.stat().st_mtime)
+        step = step_in_name(path.name[:-len('.index')])
+        return (-1 if step is None else step, path.stat().st_mtime)
     return [str(path)[:-len('.index')] for path in sorted(indexes, key=age, reverse=True)]
+
+
+def step_in_name(prefix):
+    """The step in a checkpoint's name (`mnist-1200`: 1200), or None for a name without one."""
+    step = re.search(r'-(\d+)$', os.path.basename(prefix))
+    return int(step[1]) if step else None
 
 
 def first_readable(model_dir, read):

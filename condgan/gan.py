@@ -187,10 +187,12 @@ class CGan:
         return self._generation
 
     def load_checkpoint(self, model_dir):
-        """Take the generator weights of the newest intact checkpoint in `model_dir`."""
+        """Take the generator weights of the newest intact checkpoint in `model_dir`, and its
+        step (`checkpoint_step`)."""
         self.close()
-        self.generator_weights, self.legacy_generation, _ = checkpoints.read_generator_weights(
+        self.generator_weights, self.legacy_generation, prefix = checkpoints.read_generator_weights(
             model_dir, generator_variable_shapes(self.config))
+        self.checkpoint_step = checkpoints.step_in_name(prefix)
 
     def close(self):
         """Free the generator's session (built again when next needed)."""

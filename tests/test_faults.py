@@ -145,3 +145,51 @@ def test_a_hand_edited_config_is_one_line_naming_the_key(run_copy, tmp_path, sec
     else:
         refused(result, 2, re.escape(line.split('; ')[0]) + f'; expected {expected}$')
     assert folder_state(tmp_path) == before
+
+
+# ------------------------------------------------------------------ item 13: synthesize
+
+@pytest.fixture(scope='module')
+def emnist_run(tmp_path_factory):
+    """A real 1-step run_emnist.py: a model of EMNIST Balanced's 47 classes, named 0-9, A-Z, a-t."""
+    out_dir = tmp_path_factory.mktemp('emnist')
+    result = command('run_emnist.py', '--out-dir', out_dir, *FAST_RUN, *data_dir_flag('emnist'),
+                     '--max-steps', '1', '--save-every', '1', cwd=out_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out_dir / 'emnist'
+
+
+def test_synthesize_from_a_run_folder_records_the_checkpoints_step(run_copy, tmp_path):
+    result = cgan('synthesize', run_copy, '-o', tmp_path / 'made', '--per-class', 2, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / 'made' / 'synthesis.json').read_text())['step'] == 3  # was null
+
+
+def test_synthesize_names_emnist_classes_as_the_model_does_and_downloads_nothing(emnist_run, tmp_path):
+    """No --data-dir and no CGAN_DATA_DIR: the mapping file comes from the model's own class
+    names, where NIST's 536 MB archive was fetched for them (here from a port that answers
+    nothing, so a download fails at once)."""
+    from condgan import datasets
+    real_names = datasets.emnist_label_names()  # from CGAN_DATA_DIR, in this process only
+    result = cgan('synthesize', emnist_run, '-o', tmp_path / 'made', '--mix', 'A=3,7=2,t=1', cwd=tmp_path,
+                  CGAN_DATA_DIR='', CGAN_EMNIST_URL='http://127.0.0.1:9/')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert datasets.emnist_label_names(data_dir=tmp_path / 'made') == real_names
+    _, labels = datasets.load_emnist('train', data_dir=tmp_path / 'made')
+    assert sorted(labels.tolist()) == [7, 7, 10, 10, 10, 46]  # A is class 10, t class 46
+    record = json.loads((tmp_path / 'made' / 'synthesis.json').read_text())
+    assert record['counts'] == {'10': 3, '7': 2, '46': 1} and record['step'] == 1
+    assert not list(cache_beside(tmp_path).rglob('gzip*'))
+    refused(cgan('synthesize', emnist_run, '-o', tmp_path / 'again', '--mix', 'A=1,10=2', cwd=tmp_path), 2,
+            'cgan.py synthesize: error: --mix names class 10 twice$')
+
+
+@pytest.mark.parametrize('mix, message', [
+    ('-3=5', r"argument --mix: '-3=5': class -3 is negative; a class is its value \(0 or more\) or its name"),
+    ('A=3', r"unknown class A: the model knows \[0, 1, 2, 3, 4, 5, 6, 7, 8, 9\]$"),
+])
+def test_a_bad_mix_is_one_line_naming_the_value(run_copy, tmp_path, mix, message):
+    before = folder_state(tmp_path)
+    refused(cgan('synthesize', run_copy, '-o', tmp_path / 'made', '--mix', mix, cwd=tmp_path), 2,
+            f'cgan.py synthesize: error: {message}')
+    assert folder_state(tmp_path) == before
