@@ -53,7 +53,7 @@ class RunLock:
         if key in RunLock._held:
             RunLock._held[key][1] += 1
             return self
-        self.folder.mkdir(parents=True, exist_ok=True)
+        make_folder(self.folder)
         lock_file = open(self.folder / LOCK_FILE, 'a+')
         try:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -76,6 +76,15 @@ class RunLock:
         RunLock._held[key][1] -= 1
         if RunLock._held[key][1] == 0:
             RunLock._held.pop(key)[0].close()  # closing the file releases the lock
+
+
+def make_folder(folder):
+    """mkdir -p, and an OSError that says the folder could not be created (an OSError's own
+    message names only the path, as though it were missing: "/proc/x: No such file")."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise type(error)(error.errno, f'could not create the folder {folder} ({error.strerror})') from None
 
 
 def fresh_seed():

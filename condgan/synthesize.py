@@ -25,7 +25,8 @@ from tqdm import tqdm
 
 from condgan import datasets
 from condgan.pictures import to_pixels
-from condgan.recipes import OneLineErrorParser, RECIPES, positive_int
+from condgan.recipes import OneLineErrorParser, RECIPES, folder_or_new, positive_int
+from condgan.runs import make_folder
 
 GENERATE_BATCH = 1000          # images per generator call: bounds the memory
 RECORD_FILE = 'synthesis.json'
@@ -51,7 +52,7 @@ def synthesize(gan, out_dir, counts, seed, dataset, class_names=(), replace=Fals
         images_file, labels_file = f'gzip/{images_file}', f'gzip/{labels_file}'
     if not replace:
         refuse_a_dataset(out_dir)
-    (out_dir / images_file).parent.mkdir(parents=True, exist_ok=True)
+    make_folder((out_dir / images_file).parent)
     # The record goes first and comes back last: a folder without it was not finished.
     (out_dir / RECORD_FILE).unlink(missing_ok=True)
 
@@ -207,7 +208,8 @@ def parser():
                     "which every recipe reads with --data-dir and any IDX reader reads.")
     parser.add_argument('model', help='a pickled CGan (runs/mnist/mnist.pkl) or a run folder '
                                       '(runs/mnist/: its pickle, else its newest checkpoint)')
-    parser.add_argument('-o', '--out-dir', required=True, help='the folder to write the dataset into')
+    parser.add_argument('-o', '--out-dir', required=True, type=folder_or_new,
+                        help='the folder to write the dataset into (made if need be)')
     counts = parser.add_mutually_exclusive_group()
     counts.add_argument('--per-class', type=positive_int, default=1000,
                         help='images of each class (default: 1000)')

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -193,3 +194,108 @@ def test_a_bad_mix_is_one_line_naming_the_value(run_copy, tmp_path, mix, message
     refused(cgan('synthesize', run_copy, '-o', tmp_path / 'made', '--mix', mix, cwd=tmp_path), 2,
             f'cgan.py synthesize: error: {message}')
     assert folder_state(tmp_path) == before
+
+
+# ------------------------------------------------------------------ messages that misled
+
+def test_a_short_emnist_mapping_file_is_named_not_the_labels(tmp_path):
+    real = datasets_folder('emnist') / 'gzip'
+    data = tmp_path / 'emnist' / 'gzip'
+    data.mkdir(parents=True)
+    for path in real.glob('emnist-balanced-*'):
+        (data / path.name).symlink_to(path)
+    mapping = data / 'emnist-balanced-mapping.txt'
+    mapping.unlink()
+    mapping.write_text(''.join((real / mapping.name).read_text().splitlines(keepends=True)[:10]))
+    before = folder_state(tmp_path)
+    refused(python(REPO / 'run_emnist.py', '--data-dir', data.parent, '--out-dir', tmp_path / 'runs',
+                   '--max-steps', '1', *FAST_RUN, cwd=tmp_path), 2,
+            rf'run_emnist.py: error: {mapping} names 10 classes \(0 to 9\), but '
+            rf'.*emnist-balanced-train-labels-idx1-ubyte.gz holds label 10: expected a name for each label$')
+    assert folder_state(tmp_path) == before
+
+
+def datasets_folder(dataset):
+    """The real dataset's folder, as the loaders find it (CGAN_DATA_DIR, else the download cache)."""
+    from condgan import datasets
+    return datasets.data_files(dataset)[0].parent.parent if dataset == 'emnist' else \
+        datasets.data_files(dataset)[0].parent
+
+
+def test_a_dangling_link_to_a_data_file_is_named_as_such(tmp_path):
+    data = tmp_path / 'mnist'
+    data.mkdir()
+    (data / 'train-images-idx3-ubyte.gz').symlink_to(tmp_path / 'moved' / 'images.gz')
+    (data / 'train-labels-idx1-ubyte.gz').symlink_to(datasets_folder('mnist') / 'train-labels-idx1-ubyte.gz')
+    refused(python(REPO / 'run_mnist.py', '--data-dir', data, '--out-dir', tmp_path / 'runs', '--max-steps', '1',
+                   cwd=tmp_path, CGAN_MNIST_URL='http://127.0.0.1:9/'), 2,
+            rf'run_mnist.py: error: {data}/train-images-idx3-ubyte.gz is a dangling link to '
+            rf'{tmp_path}/moved/images.gz, which does not exist: point it at the data file, or remove it$')
+    assert sorted(os.listdir(tmp_path)) == ['mnist'] and len(os.listdir(data)) == 2  # nothing downloaded
+    assert (data / 'train-images-idx3-ubyte.gz').is_symlink()
+
+
+def test_an_out_dir_that_cannot_be_created_says_so(tmp_path):
+    refused(python(REPO / 'run_mnist.py', '--out-dir', '/proc/x', '--max-steps', '1', *FAST_RUN,
+                   *data_dir_flag('mnist'), cwd=tmp_path), 1,
+            r'run_mnist.py: error: could not create the folder /proc/x/mnist \(No such file or directory\)$')
+
+
+@pytest.mark.parametrize('out_dir, status, message', [
+    ('{tmp}/file', 2, 'argument -o/--out-dir: {tmp}/file is a file, not a folder'),
+    ('{tmp}/file/below', 2, 'argument -o/--out-dir: {tmp}/file is a file, not a folder'),
+    ('/proc/x', 1, r'could not create the folder /proc/x \(No such file or directory\)'),
+])
+def test_synthesize_into_a_file_or_an_impossible_folder_says_what_is_wrong(trained_run, tmp_path, out_dir,
+                                                                          status, message):
+    (tmp_path / 'file').write_text('not a folder')
+    before = folder_state(tmp_path)
+    refused(cgan('synthesize', trained_run / 'mnist.pkl', '-o', out_dir.format(tmp=tmp_path), cwd=tmp_path),
+            status, f'cgan.py synthesize: error: {message.format(tmp=tmp_path)}')
+    assert folder_state(tmp_path) == before
+
+
+def test_generate_into_a_read_only_folder_names_the_output(trained_run, tmp_path):
+    """A read-only file system (mounted in the child's own mount namespace, see test_commands)."""
+    folder = tmp_path / 'read-only'
+    folder.mkdir()
+    script = 'mount -t tmpfs -o ro tmpfs "$0" && exec "$@"'
+    result = subprocess.run(['unshare', '--map-root-user', '--mount', 'sh', '-c', script, folder, sys.executable,
+                             REPO / 'cgan.py', 'generate', trained_run / 'mnist.pkl', '-o', folder / 'x.png'],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3', 'PYTHONPATH': str(REPO)})
+    refused(result, 1, rf'cgan.py generate: error: cannot write {folder}/x.png: Read-only file system$')
+
+
+def test_a_run_folder_deleted_mid_run_is_named(tmp_path):
+    """The folder goes between two saves (renamed away at once, then deleted, as `rm -r` does
+    in effect): the next write names it and the file it was writing, not a temporary name."""
+    run_dir = tmp_path / 'runs' / 'mnist'
+    training = subprocess.Popen(
+        [sys.executable, REPO / 'run_mnist.py', '--out-dir', tmp_path / 'runs', '--max-steps', '10000',
+         '--save-every', '3', *FAST_RUN, *data_dir_flag('mnist')], stderr=subprocess.PIPE, text=True,
+        env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3', 'PYTHONPATH': str(REPO)})
+    try:
+        deadline = time.monotonic() + 240
+        while not (run_dir / 'samples_3.png').exists():  # the last file of the save at step 3
+            assert training.poll() is None and time.monotonic() < deadline, 'no save at step 3'
+            time.sleep(0.05)
+        run_dir.rename(tmp_path / 'trash')
+        shutil.rmtree(tmp_path / 'trash')
+        _, stderr = training.communicate(timeout=240)
+    finally:
+        training.kill()
+    refused(subprocess.CompletedProcess(training.args, training.returncode, '', stderr), 1,
+            rf'run_mnist.py: error: the folder {run_dir} no longer exists \(deleted while '
+            rf'(losses.csv|samples_6.png) was written into it\)$')
+
+
+def test_the_sixth_checkpoint_of_a_session_leaves_the_progress_bar_alone(tmp_path):
+    """TensorFlow's Saver warned that its `remove_checkpoint` is deprecated, mid-bar."""
+    result = python(REPO / 'run_mnist.py', '--out-dir', tmp_path, '--max-steps', '7', '--save-every', '1',
+                    *FAST_RUN, *data_dir_flag('mnist'), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'remove_checkpoint' not in result.stderr and 'WARNING' not in result.stderr.replace(
+        'WARNING: All log messages before absl::InitializeLog', '')
+    assert sorted(path.name for path in (tmp_path / 'mnist').glob('*.index')) == [
+        f'mnist-{step}.index' for step in (3, 4, 5, 6, 7)]  # kept to max_to_keep all the same
