@@ -90,7 +90,7 @@ def print_table(results, floor):
             print(f"{name:<18} {row['step']:>6} {row['seconds']:>8.0f} {row['conditional_accuracy']:>9.3f} "
                   f"{row['worst_class_accuracy']:>12.2f} {row['frechet_over_floor']:>14.1f} "
                   f"{row['diversity_ratio']:>10.3f}")
-    print(f"\ntraining time to reach a conditional accuracy (first judged step at or above it):")
+    print("\ntraining time to reach a conditional accuracy (first judged step at or above it):")
     for name, rows in results.items():
         reached = []
         for threshold in THRESHOLDS:

@@ -33,9 +33,15 @@ def checkpoint_prefixes(model_dir):
     indexes = [path for path in folder.iterdir() if path.name.endswith('.index') and path.is_file()]
 
     def age(path):
-        step = re.search(r'-(\d+)\.index$', path.name)
-        return (int(step[1]) if step else -1, path.stat().st_mtime)
+        step = step_in_name(path.name[:-len('.index')])
+        return (-1 if step is None else step, path.stat().st_mtime)
     return [str(path)[:-len('.index')] for path in sorted(indexes, key=age, reverse=True)]
+
+
+def step_in_name(prefix):
+    """The step in a checkpoint's name (`mnist-1200`: 1200), or None for a name without one."""
+    step = re.search(r'-(\d+)$', os.path.basename(prefix))
+    return int(step[1]) if step else None
 
 
 def first_readable(model_dir, read):
@@ -51,6 +57,10 @@ def first_readable(model_dir, read):
     damaged = []
     for prefix in prefixes:
         try:
+            truncated = truncation(prefix)  # TensorFlow's reader says only "Read less bytes"
+            if truncated:
+                damaged.append((prefix, truncated))
+                continue
             result = read(prefix)
         except (tf.errors.OpError, OSError) as error:
             damaged.append((prefix, damage(prefix, error)))
@@ -70,6 +80,25 @@ def damage(prefix, error):
         return 'its .data file is missing'
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
+
+
+def truncation(prefix):
+    """'truncated: 40 of 85 MB' if the checkpoint's data files hold fewer bytes than its index
+    says its tensors take, else None. (Its numeric tensors are stored back to back.)"""
+    data_files = list(Path(prefix).parent.glob(Path(prefix).name + '.data-*'))
+    if not data_files:
+        return None  # damage() names a missing data file
+    reader = tf.train.load_checkpoint(prefix)
+    dtypes = reader.get_variable_to_dtype_map()
+    expected = sum(int(np.prod(shape)) * dtypes[name].size
+                   for name, shape in reader.get_variable_to_shape_map().items()
+                   if dtypes[name] != tf.string)  # of no fixed size; a Saver's hold none
+    found = sum(path.stat().st_size for path in data_files)
+    if found >= expected:
+        return None
+    if round(found / 1e6) < round(expected / 1e6):
+        return f'truncated: {found / 1e6:.0f} of {expected / 1e6:.0f} MB'
+    return f'truncated: {found} of {expected} bytes'
 
 
 def read_tensors(prefix, names):

@@ -24,7 +24,7 @@ import numpy as np
 
 from condgan import datasets, pictures
 from condgan.files import write_atomically
-from condgan.pretrained import add_model_arguments, model_from
+from condgan.model_argument import add_model_arguments, model_from
 from condgan.recipes import (DEFAULT_VARIANT, OneLineErrorParser, RECIPES, optimiser_settings,
                              folder_or_new, positive_int, seed_number, training_parser)
 from condgan.runs import (RunFolderError, RunLock, fresh_seed, read_json,
@@ -84,9 +84,29 @@ FULL_DISK = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))  # "No space 
 
 
 def os_error_message(error):
+    """The file a command could not write is named as the user knows it, not by the temporary
+    name it was being written under; a folder that was deleted meanwhile is named as such."""
+    path = error.filename and written_file(str(error.filename))
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f'out of disk space writing {error.filename or "the output"}: free some space, then run again'
+        return f'out of disk space writing {path or "the output"}: free some space, then run again'
+    if path and error.errno == errno.ENOENT and not os.path.isdir(os.path.dirname(path) or '.'):
+        return (f'the folder {os.path.dirname(path)} no longer exists (deleted while '
+                f'{os.path.basename(path)} was written into it)')
+    if path and path != error.filename:
+        return f'cannot write {path}: {error.strerror}'
     return f'{error.filename + ": " if error.filename else ""}{error.strerror or error}'
+
+
+# The temporary names that files are written under before they take their own: pictures'
+# write_atomically's `.x.png.k2j4.part`, the downloads' `x.gz.part`, TensorFlow's `x.tempstate123`.
+TEMPORARY_NAME = re.compile(r'\.(?P<atomic>.+)\.[^.]+\.part|(?P<partial>.+)\.part|(?P<saved>.+?)\.tempstate\d+')
+
+
+def written_file(filename):
+    """The file that `filename` was to become, if it is a temporary name (else itself)."""
+    folder, name = os.path.split(filename)
+    match = TEMPORARY_NAME.fullmatch(name)
+    return os.path.join(folder, next(part for part in match.groups() if part)) if match else filename
 
 
 def tensorflow_error_message(error):
@@ -210,8 +230,12 @@ def recipe_class_names(name, recipe, data_dir, labels):
     names = list(recipe.class_names(data_dir))
     unknown = sorted(set(np.unique(labels).tolist()) - set(range(len(names))))
     if unknown:
-        [labels_file] = [path for path in datasets.data_files(recipe.dataset, 'train', data_dir)
-                         if 'labels' in path.name]
+        files = datasets.data_files(recipe.dataset, 'train', data_dir)
+        [labels_file] = [path for path in files if 'labels' in path.name]
+        mappings = [path for path in files if path.name.endswith('mapping.txt')]
+        if mappings:  # the names come from a file: one too short is what is wrong
+            raise CommandError(f'{mappings[0]} names {len(names)} classes (0 to {len(names) - 1}), but '
+                               f'{labels_file} holds label {unknown[0]}: expected a name for each label')
         raise CommandError(f'{labels_file} holds label {unknown[0]}, which is not one of the {name} '
                            f'recipe\'s classes 0 to {len(names) - 1}')
     return [names[value] for value in np.unique(labels).tolist()]

@@ -390,6 +390,10 @@ def _find_files(name, file_names, data_dir, emnist_subset=None):
     if name == 'emnist' and folder.name != 'gzip':
         folder = folder / 'gzip'
     paths = [folder / file_name for file_name in file_names]
+    dangling = [path for path in paths if path.is_symlink() and not path.exists()]
+    if dangling:  # not missing: what it points to is
+        raise DataError(f'{dangling[0]} is a dangling link to {os.readlink(dangling[0])}, which does '
+                        f'not exist: point it at the data file, or remove it')
     missing = [path for path in paths if not path.is_file()]
     if not missing:
         return paths

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from condgan import pictures
-from condgan.pretrained import add_model_arguments, model_from
+from condgan.model_argument import add_model_arguments, model_from
 from condgan.recipes import OneLineErrorParser, positive_int
 
 INSTALL_HINT = 'the demo page needs Gradio, an optional extra: pip install -e ".[demo]"'

@@ -34,7 +34,7 @@ from scipy.spatial.distance import pdist
 from condgan import datasets
 from condgan.files import write_atomically
 from condgan.layers import batch_norm, dense, layer_weights
-from condgan.pretrained import add_model_arguments, model_from
+from condgan.model_argument import add_model_arguments, model_from
 from condgan.recipes import DATASETS, RECIPES, OneLineErrorParser, seed_number
 from condgan.pictures import from_pixels, to_pixels
 
@@ -174,7 +174,9 @@ class Judge:
     `frechet_floor`, `classifier_path` (its cache file), `train_steps` (its classifiers').
     """
 
-    def __init__(self, dataset, data_dir=None):
+    def __init__(self, dataset, data_dir=None, model=None):
+        """`model`, a CGan, is checked to fit the dataset before the classifier trains (for
+        EMNIST that takes minutes)."""
         if dataset not in DATASETS:
             raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
         train_images, train_labels = DATASETS[dataset].load('train', data_dir=data_dir)
@@ -184,6 +186,8 @@ class Judge:
         self.classes = np.unique(train_labels).tolist()
         self.class_names = DATASETS[dataset].class_names(data_dir)
         self.image_shape = train_images.shape[1:]
+        if model is not None:
+            self.check_model(model)
         self.classifier = Classifier(self.image_shape, len(self.classes), dataset in UPRIGHT_DATASETS,
                                      NETWORKS[dataset])
         key = fingerprint(train_images, train_labels, self.classifier.upright,
@@ -206,13 +210,7 @@ class Judge:
     @classmethod
     def for_model(cls, gan, data_dir=None, dataset=None):
         """The Judge of the dataset a CGan was trained on (see `dataset_of`), checked to fit it."""
-        judge = cls(dataset_of(gan, dataset), data_dir)
-        try:
-            judge.check_model(gan)
-        except ValueError:
-            judge.close()
-            raise
-        return judge
+        return cls(dataset_of(gan, dataset), data_dir, model=gan)
 
     def check_model(self, gan):
         """A ValueError unless the CGan draws this dataset's image shape and classes."""

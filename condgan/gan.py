@@ -20,7 +20,7 @@ from condgan.model import ModelConfig
 from condgan.pictures import from_pixels, images_grid, plot_images, plot_losses
 from condgan.precision import COMPUTE_DTYPES, default_precision
 from condgan.recipes import DEFAULT_VARIANT, optimiser_settings
-from condgan.runs import CONFIG_FILE, model_source, read_json, saved_model_settings, saved_training_settings
+from condgan.runs import model_source, saved_model_settings, saved_record, saved_training_settings
 from condgan.training import Training, TrainingSettings
 from condgan.weights import generator_variable_shapes
 
@@ -189,10 +189,12 @@ class CGan:
         return self._generation
 
     def load_checkpoint(self, model_dir):
-        """Take the generator weights of the newest intact checkpoint in `model_dir`."""
+        """Take the generator weights of the newest intact checkpoint in `model_dir`, and its
+        step (`checkpoint_step`)."""
         self.close()
-        self.generator_weights, self.legacy_generation, _ = checkpoints.read_generator_weights(
+        self.generator_weights, self.legacy_generation, prefix = checkpoints.read_generator_weights(
             model_dir, generator_variable_shapes(self.config))
+        self.checkpoint_step = checkpoints.step_in_name(prefix)
 
     def close(self):
         """Free the generator's session (built again when next needed)."""
@@ -210,8 +212,7 @@ class CGan:
         generate as the original did, see `legacy_generation`) the book's MNIST model is
         assumed unless `classes`, `image_shape` or `z_dim` say otherwise.
         """
-        path = os.path.join(ckpt_dir, CONFIG_FILE)
-        record = read_json(path) if os.path.exists(path) else {}
+        record = saved_record(ckpt_dir)  # checked, as every reading of config.json
         saved = saved_model_settings(ckpt_dir)
         config = {**BOOK_DEFAULTS, 'alpha': 0.2, **saved,
                   **{k: v for k, v in {'classes': classes, 'image_shape': image_shape,

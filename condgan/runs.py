@@ -6,6 +6,7 @@ import contextlib
 import errno
 import fcntl
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from condgan.files import write_atomically
+from condgan.recipes import MAX_Z_DIM, VARIANT_DEFAULTS
 
 CONFIG_FILE = 'config.json'  # the model and training settings, written before the first step
 LOCK_FILE = '.lock'
@@ -51,7 +53,7 @@ class RunLock:
         if key in RunLock._held:
             RunLock._held[key][1] += 1
             return self
-        self.folder.mkdir(parents=True, exist_ok=True)
+        make_folder(self.folder)
         lock_file = open(self.folder / LOCK_FILE, 'a+')
         try:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -74,6 +76,15 @@ class RunLock:
         RunLock._held[key][1] -= 1
         if RunLock._held[key][1] == 0:
             RunLock._held.pop(key)[0].close()  # closing the file releases the lock
+
+
+def make_folder(folder):
+    """mkdir -p, and an OSError that says the folder could not be created (an OSError's own
+    message names only the path, as though it were missing: "/proc/x: No such file")."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise type(error)(error.errno, f'could not create the folder {folder} ({error.strerror})') from None
 
 
 def fresh_seed():
@@ -106,8 +117,65 @@ def saved_section(folder, section):
 
 
 def saved_record(folder):
+    """The run's config.json ({} if none), every setting it records checked: a hand-edited
+    value is a RunFolderError naming the file, the key, the value and what was expected."""
     path = Path(folder) / CONFIG_FILE
-    return read_json(path) if path.exists() else {}
+    record = read_json(path) if path.exists() else {}
+    for section, expectations in RECORDED_SETTINGS.items():
+        settings = record.get(section, {})
+        for key, (expected, fits) in expectations.items():
+            if isinstance(settings, dict) and key in settings and not fits(settings[key]):
+                raise RunFolderError(f"{path}: {section}.{key} is {json.dumps(settings[key])}; "
+                                     f"expected {expected}")
+    model, names = record.get('model'), record.get('class_names')
+    classes = model.get('classes') if isinstance(model, dict) else None
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)
+                                  and (classes is None or len(names) == len(classes))):
+        raise RunFolderError(f"{path}: class_names is {json.dumps(names)}; expected a list of "
+                             f"{'' if classes is None else len(classes)} names, one per class")
+    return record
+
+
+def whole(value, low=0, high=None):
+    """A JSON whole number (not true or false) from `low` to `high`."""
+    return (isinstance(value, int) and not isinstance(value, bool) and value >= low
+            and (high is None or value <= high))
+
+
+def number(value, low=-math.inf, high=math.inf):
+    """A finite JSON number (not true or false) in [low, high)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and low <= value < high)
+
+
+def image_shape(value):
+    return (isinstance(value, list) and len(value) == 3 and all(whole(n, 1) for n in value)
+            and value[0] % 4 == 0 and value[1] % 4 == 0 and value[2] in (1, 3))
+
+
+# What config.json's `model` and `training` sections hold: (what is expected, its check).
+RECORDED_SETTINGS = {
+    'model': {
+        'image_shape': ('[height, width, channels]: sides multiples of 4, 1 or 3 channels', image_shape),
+        'classes': ('a list of distinct whole numbers', lambda value: isinstance(value, list)
+                    and all(whole(n, -2**63) for n in value) and len(set(value)) == len(value)),
+        'z_dim': (f'a whole number from 1 to {MAX_Z_DIM}', lambda value: whole(value, 1, MAX_Z_DIM)),
+        'alpha': ('a number', number),
+        'smooth': ('a number in [0, 1)', lambda value: number(value, 0, 1)),
+        'variant': ('one of ' + ', '.join(map(json.dumps, VARIANT_DEFAULTS)),
+                    lambda value: value in VARIANT_DEFAULTS),
+    },
+    'training': {
+        'epochs': ('a whole number of at least 1', lambda value: whole(value, 1)),
+        'batch_size': ('a whole number of at least 1', lambda value: whole(value, 1)),
+        'learning_rate': ('a positive number', lambda value: number(value) and value > 0),
+        'beta1': ('a number in [0, 1)', lambda value: number(value, 0, 1)),
+        'seed': ('null or a whole number from 0 to 2**63 - 1',
+                 lambda value: value is None or whole(value, 0, 2**63 - 1)),
+        'xla': ('true or false', lambda value: isinstance(value, bool)),
+        'max_to_keep': ('a whole number of at least 1', lambda value: whole(value, 1)),
+    },
+}
 
 
 def write_json(path, record):

@@ -16,6 +16,8 @@ of GENERATE_BATCH, so memory stays flat however many are asked for.
 """
 import argparse
 import json
+import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +25,9 @@ from tqdm import tqdm
 
 from condgan import datasets
 from condgan.pictures import to_pixels
-from condgan.pretrained import add_model_arguments, model_from, model_name
-from condgan.recipes import DATASETS, OneLineErrorParser, positive_int
+from condgan.model_argument import add_model_arguments, model_from, model_name
+from condgan.recipes import DATASETS, OneLineErrorParser, folder_or_new, positive_int
+from condgan.runs import make_folder
 
 GENERATE_BATCH = 1000          # images per generator call: bounds the memory
 RECORD_FILE = 'synthesis.json'
@@ -49,7 +52,7 @@ def synthesize(gan, out_dir, counts, seed, dataset, class_names=(), replace=Fals
         images_file, labels_file = f'gzip/{images_file}', f'gzip/{labels_file}'
     if not replace:
         refuse_a_dataset(out_dir)
-    (out_dir / images_file).parent.mkdir(parents=True, exist_ok=True)
+    make_folder((out_dir / images_file).parent)
     # The record goes first and comes back last: a folder without it was not finished.
     (out_dir / RECORD_FILE).unlink(missing_ok=True)
 
@@ -68,7 +71,7 @@ def synthesize(gan, out_dir, counts, seed, dataset, class_names=(), replace=Fals
         files.append(mapping_file)
     record = {
         'model': None if model is None else str(model),
-        'step': int(gan.step_losses[-1, 0]) if len(gan.step_losses) else None,
+        'step': trained_step(gan),
         'dataset': dataset,
         'seed': seed,
         'images': len(labels),
@@ -77,6 +80,14 @@ def synthesize(gan, out_dir, counts, seed, dataset, class_names=(), replace=Fals
     }
     write_text(out_dir / RECORD_FILE, json.dumps(record, indent=2) + '\n')
     return record
+
+
+def trained_step(gan):
+    """The training step of the model's weights: its last step trained, else the step of the
+    checkpoint it was loaded from (None for a checkpoint without one in its name)."""
+    if len(gan.step_losses):
+        return int(gan.step_losses[-1, 0])
+    return getattr(gan, 'checkpoint_step', None)
 
 
 def generated_pixels(gan, labels, seed, transposed, progress):
@@ -131,20 +142,62 @@ def write_text(path, text):
 
 
 def class_mix(text):
-    """'3=500,8=2000' -> {3: 500, 8: 2000}."""
+    """'3=500,A=2000' -> {'3': 500, 'A': 2000}: each class by value or by name, as
+    `generate --target-class` takes it (`mix_counts` finds them in the model)."""
     counts = {}
     for item in text.split(','):
-        value, _, count = item.partition('=')
+        name, equals, count = item.partition('=')
         try:
-            value, count = int(value), int(count)
+            count = int(count)
         except ValueError:
+            count = None
+        if not (name and equals and count is not None):
             raise argparse.ArgumentTypeError(
-                f"expected CLASS=COUNT pairs such as 3=500,8=2000; got {item!r}") from None
-        if count < 1 or value in counts:
+                f"expected CLASS=COUNT pairs such as 3=500,8=2000; got {item!r}")
+        if re.fullmatch(r'-\d+', name):
+            raise argparse.ArgumentTypeError(
+                f"{item!r}: class {name} is negative; a class is its value (0 or more) or its name")
+        if count < 1 or name in counts:
             raise argparse.ArgumentTypeError(
                 f"{item!r}: each class once, with a count of at least 1")
-        counts[value] = count
+        counts[name] = count
     return counts
+
+
+def mix_counts(gan, mix):
+    """--mix's {class value or name: count} as {class value: count}, for the model's classes."""
+    by_text = {}
+    for value, name in zip(gan.classes, gan.class_names):
+        by_text[str(value)] = by_text[name] = value
+    counts = {}
+    for text, count in mix.items():
+        if text not in by_text:
+            names = '' if list(gan.class_names) == [str(value) for value in gan.classes] else \
+                f" or by name {', '.join(gan.class_names)}"
+            raise ValueError(f"unknown class {text}: the model knows {list(gan.classes)}{names}")
+        if by_text[text] in counts:
+            raise ValueError(f"--mix names class {by_text[text]} twice")
+        counts[by_text[text]] = count
+    return counts
+
+
+def with_option_values_attached(argv, option):
+    """`option VALUE` as `option=VALUE`: argparse takes a VALUE that starts with '-' (--mix -3=5)
+    for an option and answers only "expected one argument"; attached, the value is checked."""
+    argv = list(argv)
+    for position, argument in enumerate(argv[:-1]):
+        if argument == option and argv[position + 1].startswith('-'):
+            return argv[:position] + [f'{option}={argv[position + 1]}'] + argv[position + 2:]
+    return argv
+
+
+def emnist_class_names(gan, data_dir=None):
+    """The names for EMNIST's mapping file: the model's own, when each is one character (as
+    an EMNIST recipe's model holds them), else the real dataset's (which may be a 536 MB
+    download, or in `data_dir`)."""
+    if all(len(name) == 1 for name in gan.class_names):
+        return gan.class_names
+    return DATASETS['emnist'].class_names(data_dir)
 
 
 def parser():
@@ -155,19 +208,20 @@ def parser():
                     "which every recipe reads with --data-dir and any IDX reader reads.")
     add_model_arguments(parser, 'a pickled CGan (runs/mnist/mnist.pkl) or a run folder '
                                 '(runs/mnist/: its pickle, else its newest checkpoint)')
-    parser.add_argument('-o', '--out-dir', required=True, help='the folder to write the dataset into')
+    parser.add_argument('-o', '--out-dir', required=True, type=folder_or_new,
+                        help='the folder to write the dataset into (made if need be)')
     counts = parser.add_mutually_exclusive_group()
     counts.add_argument('--per-class', type=positive_int, default=1000,
                         help='images of each class (default: 1000)')
     counts.add_argument('--mix', type=class_mix,
-                        help='images per class as CLASS=COUNT pairs, e.g. 3=500,8=2000: only '
-                             'those classes')
+                        help='images per class as CLASS=COUNT pairs, each class by value or '
+                             'name, e.g. 3=500,8=2000 or A=100: only those classes')
     parser.add_argument('--seed', type=int, default=0,
                         help='fixes the images and their order (default: 0)')
     parser.add_argument('--dataset', choices=sorted(DATASETS),
                         help="the model's dataset, when its name is not a recipe's")
-    parser.add_argument('--data-dir', help="the real dataset's folder, for EMNIST's class names "
-                                           "(default: as the loaders find it)")
+    parser.add_argument('--data-dir', help="the real dataset's folder, for EMNIST's class names when "
+                                           "the model holds none (default: as the loaders find it)")
     parser.add_argument('--replace', action='store_true',
                         help='replace the dataset that the output folder already holds')
     return parser
@@ -175,7 +229,8 @@ def parser():
 
 def main(argv=None):
     command = parser()
-    options = command.parse_args(argv)
+    options = command.parse_args(with_option_values_attached(sys.argv[1:] if argv is None else argv,
+                                                             '--mix'))
     if not 0 <= options.seed < 2**63:
         command.error(f'--seed: expected a whole number from 0 to 2**63 - 1; got {options.seed}')
     if not options.replace:  # before the model loads: a refusal should not take seconds
@@ -183,8 +238,9 @@ def main(argv=None):
     from condgan import evaluate  # TensorFlow: only once the arguments are known to be good
     gan = model_from(options)
     dataset = evaluate.dataset_of(gan, options.dataset)
-    counts = options.mix or {value: options.per_class for value in gan.classes}
-    class_names = DATASETS[dataset].class_names(options.data_dir) if dataset == 'emnist' else ()
+    counts = mix_counts(gan, options.mix) if options.mix else \
+        {value: options.per_class for value in gan.classes}
+    class_names = emnist_class_names(gan, options.data_dir) if dataset == 'emnist' else ()
     record = synthesize(gan, options.out_dir, counts, options.seed, dataset, class_names,
                         options.replace, model=model_name(options))
     print(f"{record['images']} images of {len(counts)} classes: "

@@ -164,7 +164,9 @@ def build_training_graph(config, settings, max_value=255):
             learning_rate=learning_rate, train_step=train_step, d_loss=d_loss, g_loss=g_loss,
             calibrate_batch_norm=calibrate_batch_norm, sample_z=sample_z, samples=samples,
             summaries=tf1.summary.merge_all(),
-            saver=tf1.train.Saver(max_to_keep=settings.max_to_keep, save_relative_paths=True),
+            # checkpoints.prune keeps max_to_keep; the Saver's own pruning calls TensorFlow's
+            # deprecated remove_checkpoint, whose warning lands in the progress bar.
+            saver=tf1.train.Saver(max_to_keep=None, save_relative_paths=True),
             global_step=global_step, generation_weights={
                 name: averaged(variable, average) for name, variable in generator_variables(graph).items()},
             initializer=tf1.global_variables_initializer())
