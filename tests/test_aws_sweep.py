@@ -89,9 +89,9 @@ def test_launch_creates_one_correct_job_per_variant_and_seed(local_aws, data):
                                    "sweeps/cmp/data/train-images-idx3-ubyte.gz",
                                    "sweeps/cmp/data/train-labels-idx1-ubyte.gz",
                                    "sweeps/cmp/sweep.json"]
-    from condgan.recipes import sha256
+    from condgan.datasets import file_sha256
     assert sweep_record["data"]["sha256"] == {
-        path.name: sha256(path) for path in sorted(data.iterdir())}
+        path.name: file_sha256(path) for path in sorted(data.iterdir())}
     code = boto3.client("s3").get_object(Bucket=BUCKET, Key="sweeps/cmp/code/project.tar.gz")
     with tarfile.open(fileobj=io.BytesIO(code["Body"].read())) as tar:
         names = set(tar.getnames())

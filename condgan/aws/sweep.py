@@ -25,7 +25,8 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from condgan.recipes import RECIPES, sha256
+from condgan.datasets import file_sha256
+from condgan.recipes import RECIPES
 
 from . import archives, catalog, resources, storage
 from .catalog import MANAGED_TAG
@@ -194,7 +195,7 @@ def upload_inputs(cloud, options, bucket, prefix, folder, data_files, made):
     checksums = {}
     for path in data_files:
         relative = path.relative_to(folder).as_posix()
-        checksums[relative] = sha256(path)
+        checksums[relative] = file_sha256(path)
         cloud.upload_file(path, bucket, f"{prefix}/data/{relative}", what=str(path))
     return checksums
 
