@@ -82,16 +82,6 @@ def fresh_seed():
     return int(np.random.SeedSequence().entropy % 2**31)
 
 
-def saved_seed(folder):
-    """The seed that the run in `folder` trained with, if it recorded one."""
-    return saved_training_settings(folder).get('seed')
-
-
-def saved_training_settings(folder):
-    """The training settings that the run in `folder` recorded ({} if none)."""
-    return saved_section(folder, 'training')
-
-
 def saved_model_settings(folder):
     """The model configuration that the run in `folder` recorded ({} if none)."""
     return saved_section(folder, 'model')

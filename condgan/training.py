@@ -60,7 +60,7 @@ class TrainingSettings:
                        beta1=real_number('beta1', self.beta1, minimum=0, below=1),
                        seed=None if self.seed is None else whole_number('seed', self.seed, 0, 2**63 - 1),
                        precision=one_of('precision', self.precision, list(COMPUTE_DTYPES)),
-                       max_to_keep=whole_number('max_to_keep', self.max_to_keep))
+                       max_to_keep=whole_number('max_to_keep', self.max_to_keep), xla=bool(self.xla))
         if not isinstance(self.xla, (bool, np.bool_)):
             raise ValueError(f"xla must be True or False; got {self.xla!r}")
         for name, value in checked.items():
@@ -228,8 +228,9 @@ def training_feed(net, dataset, batch, step, learning_rate):
 class Training:
     """One training run of a model folder: its settings, its history, its loop.
 
-    `fit` of a CGan builds one and calls `run`. The folder is locked while it trains, and its
-    `config.json` (model and settings) is written before the first step.
+    `fit` of a CGan builds one and calls `run`, with the folder locked and the settings
+    settled (run_settings.settle). Its `config.json` (model and settings) is written before
+    the first step.
     """
 
     def __init__(self, config, settings, dataset, model_dir, checkpoint_name, extra_record=None):
