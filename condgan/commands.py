@@ -9,6 +9,7 @@ then checkpoints, `losses.csv` and `samples_<step>.png` as it trains, and at the
 Every refusal and fault is one line on stderr with a non-zero exit, and leaves the run
 folder as it was. TensorFlow is imported only once the arguments are known to be good.
 """
+import contextlib
 import datetime
 import errno
 import os
@@ -16,8 +17,10 @@ import pickle
 import platform
 import re
 import shutil
+import signal
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +28,9 @@ import numpy as np
 from condgan import datasets, pictures
 from condgan.files import write_atomically
 from condgan.model_argument import add_model_arguments, model_from
-from condgan.recipes import (DEFAULT_VARIANT, OneLineErrorParser, RECIPES, optimiser_settings,
-                             folder_or_new, positive_int, seed_number, training_parser)
-from condgan.runs import (RunFolderError, RunLock, fresh_seed, read_json,
-                          removed_unless_checkpointed,
-                          run_files, saved_model_settings, saved_seed, saved_training_settings,
-                          write_json)
+from condgan.recipes import (BATCH_SIZE, OneLineErrorParser, RECIPES, Z_DIM, folder_or_new, positive_int,
+                             seed_number, training_parser)
+from condgan.runs import RunFolderError, RunLock, read_json, removed_unless_checkpointed, write_json
 
 RESOURCE_EXHAUSTED = 8  # TensorFlow's error code (tf.errors.RESOURCE_EXHAUSTED) for memory and disk
 MAX_GENERATED = 10_000  # images one `generate` draws at most (a PNG grid of 10,000 is 80 MB of pixels)
@@ -139,6 +139,10 @@ def train_recipe(name, argv=None):
     one_line_errors(f'run_{name}.py', lambda: train_locked(name, recipe, options, run_dir))
 
 
+# The flags that are settings of the run: None when not given (run_settings.settle).
+SETTING_FLAGS = ('epochs', 'batch_size', 'z_dim', 'variant', 'learning_rate', 'beta1', 'seed')
+
+
 def train_locked(name, recipe, options, run_dir):
     started = time.monotonic()
     if run_dir.exists() and not run_dir.is_dir():
@@ -149,78 +153,97 @@ def train_locked(name, recipe, options, run_dir):
     except OSError as error:  # missing, unreadable or undownloadable data
         raise CommandError(str(error)) from None
     with RunLock(run_dir) as lock, removed_unless_checkpointed(lock):
-        record = starting_record(name, run_dir, options)
-        seed = run_seed(options, run_dir)
-        variant = run_variant(options, run_dir)
-        learning_rate, beta1 = optimiser_settings(
-            variant, options.learning_rate, options.beta1,
-            saved_training_settings(run_dir) if options.resume else {})
-        # The session's record holds what it trains with, defaults resolved.
-        record['sessions'][-1]['arguments'].update(variant=variant, learning_rate=learning_rate, beta1=beta1)
-        if not options.resume:
-            data_files = datasets.data_files(recipe.dataset, 'train', options.data_dir)
-            record.update(seed=seed, data={'images': len(images), 'classes': np.unique(labels).tolist(),
-                                'class_names': class_names,
-                                'sha256': {str(path): datasets.file_sha256(path) for path in data_files}})
-            write_json(run_dir / 'run.json', record)
-
+        check_recipe(name, run_dir)
         from condgan.gan import CGan  # TensorFlow: seconds to import
+        from condgan.run_settings import Data, settle
         from condgan.training import RunFinished
-        gan = CGan(datasets.Dataset(images, labels, channels=1, seed=seed),
-                   epochs=options.epochs, batch_size=options.batch_size, z_dim=options.z_dim,
-                   generator_name=name, learning_rate=learning_rate, beta1=beta1,
-                   out_dir=options.out_dir, seed=seed, class_names=class_names, variant=variant)
+        data = Data((*images.shape[1:3], 1), tuple(np.unique(labels).tolist()), class_names)
+        run = settle(run_dir, data, {flag: getattr(options, flag) for flag in SETTING_FLAGS}, options.resume,
+                     defaults={'epochs': recipe.epochs, 'batch_size': BATCH_SIZE, 'z_dim': Z_DIM})
+        record = starting_record(name, recipe, run_dir, options, run, images, labels)
+        gan = CGan(datasets.Dataset(images, labels, channels=1, seed=run.settings.seed),
+                   generator_name=name, out_dir=options.out_dir, class_names=run.class_names)
         try:
-            gan.fit(learning_rate, beta1, resume=options.resume,
-                    save_every_n=options.save_every, max_steps=options.max_steps)
+            gan.train(run, options.save_every, options.max_steps)
         except RunFinished as finished:
-            print(f'{name}: {finished}')
-            return
+            missing = missing_outputs(name, run_dir, record, gan)
+            if not missing:
+                print(f'{name}: {finished}')
+                return
+            # Stopped after its last step (a signal, kill -9, a full disk): finish, don't train.
+            print(f'{name}: step {int(gan.step_losses[-1, 0])} was trained; writing what the run '
+                  f'lacks: {", ".join(missing)}')
         training_seconds = time.monotonic() - started
-        leave_pictures(gan, name, run_dir, seed)
         steps = int(gan.step_losses[-1, 0])
         record['sessions'][-1].update(reached_step=steps, seconds=round(training_seconds, 1))
         record.update(steps=steps, finished=now())
-        write_json(run_dir / 'run.json', record)
+        with stopped_by_signals(f'{name}.pkl, its pictures and run.json'):
+            leave_pictures(gan, name, run_dir, run.settings.seed)
+            write_json(run_dir / 'run.json', record)
     print(f'{recipe.title}: step {steps} after {training_seconds / 60:.1f} min; see {run_dir}/ '
           f'(classes.png, progress.gif, interpolation.gif, losses.png, {name}.pkl, run.json)')
 
 
-def starting_record(name, run_dir, options):
-    """The run's record (run.json): a new one, or for --resume the run's own, with this
-    session added. A folder of another recipe, or a run without --resume, is refused
-    before anything is read or written."""
+def check_recipe(name, run_dir):
+    """A folder of another recipe is refused before anything is read or written."""
     record_path = run_dir / 'run.json'
-    record = read_json(record_path) if record_path.exists() else {'recipe': name}
-    if record.get('recipe') != name:
-        raise RunFolderError(f'{run_dir} holds a run of the {record.get("recipe")!r} recipe, not '
+    recipe = read_json(record_path).get('recipe') if record_path.exists() else name
+    if recipe != name:
+        raise RunFolderError(f'{run_dir} holds a run of the {recipe!r} recipe, not '
                              f'{name!r}: choose another --out-dir')
-    taken = run_files(run_dir) + (['run.json'] if record_path.exists() else [])
-    if taken and not options.resume:
-        raise RunFolderError(f'{run_dir} already holds a training run ({", ".join(taken[:3])}): '
-                             f'continue it with --resume, or choose another --out-dir')
-    if not options.resume:
-        record.update(dataset=RECIPES[name].dataset, started=now())
-    session = {'started': now(), 'arguments': vars(options), 'versions': versions()}
-    record['sessions'] = record.get('sessions', []) + [session]
+
+
+def starting_record(name, recipe, run_dir, options, run, images, labels):
+    """The run's record (run.json) with this session added: for a resumed run its own, else a
+    new one, written before the first step."""
+    settled = {**run.config.to_json(), **asdict(run.settings)}
+    arguments = {**vars(options), **{flag: settled[flag] for flag in SETTING_FLAGS}}  # defaults resolved
+    session = {'started': now(), 'arguments': arguments, 'versions': versions()}
+    if run.resume:
+        record_path = run_dir / 'run.json'
+        record = read_json(record_path) if record_path.exists() else {'recipe': name}
+        record['sessions'] = record.get('sessions', []) + [session]
+        return record
+    data_files = datasets.data_files(recipe.dataset, 'train', options.data_dir)
+    record = {'recipe': name, 'dataset': recipe.dataset, 'started': now(), 'sessions': [session],
+              'seed': run.settings.seed,
+              'data': {'images': len(images), 'classes': np.unique(labels).tolist(),
+                       'class_names': list(run.class_names),
+                       'sha256': {str(path): datasets.file_sha256(path) for path in data_files}}}
+    write_json(run_dir / 'run.json', record)
     return record
 
 
-def run_seed(options, run_dir):
-    """--seed, else the resumed run's own, else a fresh one: the data order, weights, z and
-    dropout of a resumed run are then those of the run it continues."""
-    if options.seed is not None:
-        return options.seed
-    saved = saved_seed(run_dir) if options.resume else None
-    return fresh_seed() if saved is None else saved
+def final_outputs(name, gan):
+    """What a run leaves once it has trained its last step."""
+    return [f'{name}.pkl', 'losses.png', 'classes.png', 'progress.gif'] + (
+        ['interpolation.gif'] if gan.num_classes > 1 else [])
 
 
-def run_variant(options, run_dir):
-    """--variant, else the resumed run's own, else the book's."""
-    if options.variant is not None:
-        return options.variant
-    saved = saved_model_settings(run_dir).get('variant') if options.resume else None
-    return saved or DEFAULT_VARIANT
+def missing_outputs(name, run_dir, record, gan):
+    """What the run in `run_dir`, trained to the step of `gan`, still lacks: its final files,
+    and run.json's record of that step."""
+    missing = [file for file in final_outputs(name, gan) if not (run_dir / file).exists()]
+    if record.get('steps') != int(gan.step_losses[-1, 0]) or 'finished' not in record:
+        missing.append('run.json')
+    return missing
+
+
+@contextlib.contextmanager
+def stopped_by_signals(what):
+    """While `what` is written after training, Ctrl-C and SIGTERM stop with one line that
+    says so (exit 130 or 143); the writes remove their partial files as they unwind, and
+    --resume writes them again from the newest checkpoint."""
+    def stop(signum, frame):
+        said = 'interrupted' if signum == signal.SIGINT else 'stopped by SIGTERM'
+        raise CommandError(f'{said} while writing {what}: the checkpoints are whole; run the '
+                           f'same command with --resume to write them', 128 + signum)
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def recipe_class_names(name, recipe, data_dir, labels):
@@ -242,8 +265,10 @@ def recipe_class_names(name, recipe, data_dir, labels):
 
 
 def leave_pictures(gan, name, run_dir, seed):
-    """The pickle, classes.png, interpolation.gif and progress.gif of a trained model."""
+    """The pickle, losses.png, classes.png, interpolation.gif and progress.gif of a trained model."""
     write_atomically(run_dir / f'{name}.pkl', lambda f: pickle.dump(gan, f))
+    steps_per_epoch = -(-len(gan.dataset.data) // gan.batch_size)
+    pictures.plot_losses(gan.step_losses, gan.epoch_losses, steps_per_epoch, run_dir / 'losses.png')
     rows = gan.generate_new(target_class=-1, rows=gan.num_classes, cols=pictures.CLASS_COLUMNS,
                             plot=False, seed=seed)
     pictures.save_classes_png(rows, gan.class_names, run_dir / 'classes.png')

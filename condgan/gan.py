@@ -10,17 +10,16 @@ generator's session in `generation.py`, the checkpoints in `checkpoints.py`.
 """
 import os
 import pickle
-from dataclasses import replace
-
 import numpy as np
 
 from condgan import checkpoints, pretrained
 from condgan.generation import GeneratorSession, generator_inputs, grid_layout
+from condgan.checks import whole_number
 from condgan.model import ModelConfig
 from condgan.pictures import from_pixels, images_grid, plot_images, plot_losses
-from condgan.precision import COMPUTE_DTYPES, default_precision
-from condgan.recipes import DEFAULT_VARIANT, optimiser_settings
-from condgan.runs import model_source, saved_model_settings, saved_record, saved_training_settings
+from condgan.run_settings import Data, resolved, settle
+from condgan.runs import (RunLock, model_source, removed_unless_checkpointed,
+                          saved_model_settings, saved_record)
 from condgan.training import Training, TrainingSettings
 from condgan.weights import generator_variable_shapes
 
@@ -36,32 +35,37 @@ class CGan:
     hold no moving statistics) generates as the original did: batch statistics and dropout.
     """
 
-    def __init__(self, dataset, epochs=1, batch_size=32, z_dim=96, generator_name='generator',
-                 alpha=0.2, smooth=0.1, learning_rate=0.001, beta1=0.35,
-                 out_dir=None, seed=None, max_to_keep=5, precision='auto', xla=False,
-                 classes=None, image_shape=None, class_names=None, variant=DEFAULT_VARIANT):
+    def __init__(self, dataset, epochs=None, batch_size=None, z_dim=None, generator_name='generator',
+                 alpha=None, smooth=None, learning_rate=None, beta1=None,
+                 out_dir=None, seed=None, max_to_keep=None, precision=None, xla=None,
+                 classes=None, image_shape=None, class_names=None, variant=None):
         """`classes` and `image_shape` describe a model without a dataset (generation only);
-        with a dataset they come from it. `precision` 'auto' is `precision.default_precision()`.
-        `class_names` name the classes in pictures and commands (default: their values).
-        `variant` 'modern' trains the opt-in networks and losses (see model.py)."""
+        with a dataset they come from it. `class_names` name the classes in pictures and
+        commands (default: their values). `variant` 'modern' trains the opt-in networks and
+        losses (see model.py).
+
+        A setting left None is a resumed run's own (`fit(resume=True)`), else its default:
+        epochs 1, batch_size 32, z_dim 96, alpha 0.2, smooth 0.1, variant 'book', Adam's
+        learning_rate and beta1 the variant's (`recipes.VARIANT_DEFAULTS`), seed a fresh
+        one, precision 'auto' (`precision.default_precision()`), xla False, max_to_keep 5. A
+        value given here is trained with, unless `fit` is given another.
+        """
         if dataset is not None:
             classes = [] if dataset.labels is None else dataset.classes
             image_shape = dataset.data.shape[1:]
         elif classes is None or image_shape is None:
             raise ValueError("CGan needs a dataset, or classes and image_shape for a model "
                              "that only generates")
-        if precision == 'auto':
-            precision = default_precision()
         self.dataset = dataset
         self.generator_name = generator_name
         self.model_dir = os.path.join(os.path.abspath(out_dir or os.getcwd()), generator_name)
-        self.config = ModelConfig(image_shape, classes, z_dim, alpha, smooth, variant)
-        # seed None: drawn when training starts (or the resumed run's), and recorded.
-        self.settings = TrainingSettings(epochs, batch_size, learning_rate, beta1, seed,
-                                         precision, xla, max_to_keep)
-        check_settings(self.settings)
-        self.class_names = tuple(str(value) for value in self.classes) if class_names is None \
-            else tuple(str(name) for name in class_names)
+        # What the user gave: settled again, with the run's own values, when training starts.
+        self.request = {name: value for name, value in dict(
+            epochs=epochs, batch_size=batch_size, z_dim=z_dim, alpha=alpha, smooth=smooth,
+            learning_rate=learning_rate, beta1=beta1, seed=seed, max_to_keep=max_to_keep,
+            precision=precision, xla=xla, variant=variant).items() if value is not None}
+        self.data = Data(tuple(image_shape), tuple(np.asarray(classes).tolist()), class_names)
+        self.config, self.settings, self.class_names = resolved(self.data, self.request)
         self.max_value = 255 if dataset is None else dataset.max_value
         self.legacy_generation = False
         self.generator_weights = None          # {variable name: array} once trained or loaded
@@ -92,44 +96,56 @@ class CGan:
             max_steps=None, plot=True, tensorboard=False, evaluation=None, eval_every=None):
         """Train for `epochs` epochs; returns the (epochs, 2) array of mean D and G losses.
 
-        Adam's `learning_rate` and `beta1` default to the resumed run's own, else to the
-        variant's (`recipes.VARIANT_DEFAULTS`: the book's 0.0002 and 0.35; modern 0.0002 and 0.5).
+        Adam's `learning_rate` and `beta1` are those given here, else the constructor's, else
+        the resumed run's own, else the variant's (`recipes.VARIANT_DEFAULTS`: the book's
+        0.0002 and 0.35; modern 0.0002 and 0.5). `config.json` records what it trains with.
 
         Every `save_every_n` steps a sample grid is written (and shown in Jupyter) and both
         networks are checkpointed. `resume=True` continues from the newest intact checkpoint
         at its step, and refuses settings that contradict the run's (`epochs` may grow, and
-        the learning rate change). Ctrl-C (or SIGTERM) saves a checkpoint after the step it
-        is in and returns. `max_steps` stops early (a quick look). `tensorboard=True` writes
-        events into the model folder. `evaluation` (such as `evaluate.Judge.evaluate_generator`)
-        judges the generator every `eval_every` steps; the figures go to `self.evaluations`
-        and `evaluation.csv`. A loss that is not a number raises `TrainingDiverged`.
+        the learning rate change); a folder without a checkpoint starts afresh. Ctrl-C (or
+        SIGTERM) saves a checkpoint after the step it is in and returns. `max_steps` stops
+        early (a quick look). `tensorboard=True` writes events into the model folder.
+        `evaluation` (such as `evaluate.Judge.evaluate_generator`) judges the generator every
+        `eval_every` steps; the figures go to `self.evaluations` and `evaluation.csv`. A loss
+        that is not a number raises `TrainingDiverged`.
         """
         if self.dataset is None:
             raise ValueError("this CGan has no dataset (it was loaded from a pickle or a "
                              "checkpoint): create CGan(dataset, ...) to train")
-        if save_every_n < 1:
-            raise ValueError(f"save_every_n must be at least 1; got {save_every_n}")
-        recorded = saved_training_settings(self.model_dir) if resume else {}
-        learning_rate, beta1 = optimiser_settings(self.variant, learning_rate, beta1, recorded)
-        self.settings = replace(self.settings, learning_rate=learning_rate, beta1=beta1)
-        check_settings(self.settings)
+        given = {**self.request, **{name: value for name, value in
+                                    dict(learning_rate=learning_rate, beta1=beta1).items() if value is not None}}
+        with RunLock(self.model_dir) as lock, removed_unless_checkpointed(lock):
+            run = settle(self.model_dir, self.data, given, resume)
+            steps_per_epoch = self.train(run, save_every_n, max_steps, tensorboard, evaluation, eval_every)
+        if plot and len(self.step_losses):
+            plot_losses(self.step_losses, self.epoch_losses, steps_per_epoch,
+                        os.path.join(self.model_dir, 'losses.png'))
+        return self.epoch_losses
+
+    def train(self, run, save_every_n=1000, max_steps=None, tensorboard=False, evaluation=None,
+              eval_every=None):
+        """Train as `run` (`run_settings.settle`'s) says, in the model folder, which the caller
+        has locked; returns the steps of an epoch. `fit` without its checks and lock."""
+        whole_number('save_every_n', save_every_n)
+        if max_steps is not None:
+            whole_number('max_steps', max_steps)
+        if eval_every is not None:
+            whole_number('eval_every', eval_every)
         self.close()
+        self.config, self.settings, self.class_names = run.config, run.settings, run.class_names
         training = Training(self.config, self.settings, self.dataset, self.model_dir,
                             self.generator_name, {'class_names': list(self.class_names)})
         try:
-            training.run(resume, save_every_n, max_steps, tensorboard, evaluation, eval_every)
+            training.run(run.resume, save_every_n, max_steps, tensorboard, evaluation, eval_every)
         finally:  # what was saved, also when training stops with an error
-            self.settings = training.settings  # with the seed it trained with
             if training.generator_weights is not None:
                 self.generator_weights = training.generator_weights
                 self.legacy_generation = False
                 self.step_losses = training.history.step_losses
                 self.epoch_losses = training.history.epoch_losses
                 self.evaluations = training.evaluations
-        if plot and len(self.step_losses):
-            plot_losses(self.step_losses, self.epoch_losses, training.steps_per_epoch,
-                        os.path.join(self.model_dir, 'losses.png'))
-        return self.epoch_losses
+        return training.steps_per_epoch
 
     # ------------------------------------------------------------- generating
 
@@ -140,8 +156,9 @@ class CGan:
         order, one class per row, starting again from the first class when there are more
         rows than classes. An unconditional model ignores `target_class`. `seed` fixes z.
         """
-        if rows < 1 or cols < 1:
-            raise ValueError(f"rows and cols must be at least 1; got rows={rows}, cols={cols}")
+        rows, cols = whole_number('rows', rows), whole_number('cols', cols)
+        if seed is not None:
+            whole_number('seed', seed, 0)
         if target_class == -1 or not self.num_classes:
             positions = grid_layout(self.num_classes, rows, cols)
         else:
@@ -157,8 +174,9 @@ class CGan:
         the one-hot vector of `start_class` to that of `end_class`."""
         if not self.num_classes:
             raise ValueError("an unconditional model has no classes to interpolate between")
-        if steps < 2:
-            raise ValueError(f"steps must be at least 2; got {steps}")
+        steps = whole_number('steps', steps, 2)
+        if seed is not None:
+            whole_number('seed', seed, 0)
         one_hot = np.eye(self.num_classes, dtype=np.float32)
         start, end = one_hot[self.class_position(start_class)], one_hot[self.class_position(end_class)]
         weights = np.linspace(0, 1, steps, dtype=np.float32)[:, None]
@@ -218,8 +236,8 @@ class CGan:
                   **{k: v for k, v in {'classes': classes, 'image_shape': image_shape,
                                        'z_dim': z_dim, 'alpha': alpha}.items() if v is not None}}
         gan = cls(None, z_dim=config['z_dim'], alpha=config['alpha'],
-                  smooth=config.get('smooth', 0.1), classes=config['classes'],
-                  image_shape=config['image_shape'], variant=config.get('variant', DEFAULT_VARIANT),
+                  smooth=config.get('smooth'), classes=config['classes'],
+                  image_shape=config['image_shape'], variant=config.get('variant'),
                   precision='float32',
                   generator_name=generator_name or record.get('checkpoint_name', 'generator'),
                   class_names=record.get('class_names'))
@@ -279,16 +297,6 @@ class CGan:
     def show_original_images(self, n_images):
         """A grid of the first `n_images` training images."""
         plot_images(from_pixels(self.dataset.data[:n_images], self.max_value), int(np.ceil(np.sqrt(n_images))))
-
-
-def check_settings(settings):
-    if settings.precision not in COMPUTE_DTYPES:
-        raise ValueError(f"precision must be one of {sorted(COMPUTE_DTYPES)}; got {settings.precision!r}")
-    if settings.batch_size < 1 or settings.epochs < 1:
-        raise ValueError(f"batch_size and epochs must be at least 1; got "
-                         f"{settings.batch_size}, {settings.epochs}")
-    if settings.seed is not None and not 0 <= settings.seed < 2**63:
-        raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1; got {settings.seed}")
 
 
 def from_first_layout(state):

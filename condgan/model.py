@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from condgan import layers
 from condgan.conditioning import label_planes
+from condgan.checks import real_number, whole_number
 
 tf1 = tf.compat.v1
 
@@ -41,16 +42,22 @@ class ModelConfig:
     variant: str = 'book'              # the networks and losses: a key of VARIANTS (at the end)
 
     def __post_init__(self):
-        object.__setattr__(self, 'image_shape', tuple(int(n) for n in self.image_shape))
-        object.__setattr__(self, 'classes', tuple(np.asarray(self.classes).tolist()))
+        if np.ndim(self.image_shape) != 1 or len(self.image_shape) != 3:
+            raise ValueError(f"image_shape must be (height, width, channels); got {self.image_shape!r}")
+        object.__setattr__(self, 'image_shape', tuple(whole_number('image_shape', n) for n in self.image_shape))
+        classes = np.asarray(self.classes)
+        if classes.ndim != 1 or not (classes.size == 0 or np.issubdtype(classes.dtype, np.integer)):
+            raise ValueError(f"classes must be a sequence of whole numbers (label values); got {self.classes!r}")
+        object.__setattr__(self, 'classes', tuple(classes.tolist()))
+        object.__setattr__(self, 'z_dim', whole_number('z_dim', self.z_dim))
+        object.__setattr__(self, 'alpha', real_number('alpha', self.alpha, minimum=0))
+        object.__setattr__(self, 'smooth', real_number('smooth', self.smooth, minimum=0, below=1))
         height, width, channels = self.image_shape
         if height % 4 or width % 4 or height < 4 or width < 4:
             raise ValueError(f"image height and width must be multiples of 4 (the generator "
                              f"doubles a (H/4, W/4) start twice); got {height}x{width}")
         if channels not in (1, 3):
             raise ValueError(f"images must have 1 or 3 channels; got {channels}")
-        if self.z_dim < 1:
-            raise ValueError(f"z_dim must be at least 1; got {self.z_dim}")
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(VARIANTS)}; got {self.variant!r}")
 

@@ -26,12 +26,6 @@ VARIANT_DEFAULTS = {'book': {'learning_rate': LEARNING_RATE, 'beta1': BETA1},
 DEFAULT_VARIANT = 'book'
 
 
-def optimiser_settings(variant, learning_rate=None, beta1=None, recorded=None):
-    """Adam's learning rate and beta1: those given, else those `recorded` by the run being
-    resumed (its config.json's training settings), else the variant's defaults."""
-    settings = {**VARIANT_DEFAULTS[variant], **(recorded or {})}
-    return (settings['learning_rate'] if learning_rate is None else learning_rate,
-            settings['beta1'] if beta1 is None else beta1)
 # The generator's first layer holds (z_dim + classes) x 25,088 weights, three times with Adam's
 # moments: 1.2 GB at this bound. Far above it TensorFlow fails with no word of --z-dim.
 MAX_Z_DIM = 4096
@@ -81,24 +75,28 @@ def training_parser(name, recipe):
              f"else the per-user cache ~/.cache/cgan/{recipe.dataset}")
     parser.add_argument('--out-dir', type=folder_or_new, default=OUT_DIR,
                         help=f'the run goes into OUT_DIR/{name}/ (default: {OUT_DIR})')
-    parser.add_argument('--epochs', type=positive_int, default=recipe.epochs,
-                        help=f'passes over the training images (default: {recipe.epochs})')
+    # A setting's default is None, "not given": --resume then takes the run's own
+    # (run_settings.settle), a new run the recipe's.
+    parser.add_argument('--epochs', type=positive_int,
+                        help=f'passes over the training images (default: {recipe.epochs}, or '
+                             f'with --resume the run\'s own)')
     parser.add_argument('--max-steps', type=positive_int,
                         help='stop after this many training steps in all, for a quick look '
                              '(default: train every epoch)')
-    parser.add_argument('--batch-size', type=positive_int, default=BATCH_SIZE,
-                        help=f'images per training step (default: {BATCH_SIZE})')
-    parser.add_argument('--z-dim', type=noise_size, default=Z_DIM,
-                        help=f'size of the noise vector z, at most {MAX_Z_DIM} (default: {Z_DIM})')
+    parser.add_argument('--batch-size', type=positive_int,
+                        help=f'images per training step (default: {BATCH_SIZE}, or the run\'s own)')
+    parser.add_argument('--z-dim', type=noise_size,
+                        help=f'size of the noise vector z, at most {MAX_Z_DIM} (default: {Z_DIM}, '
+                             f'or the run\'s own)')
     parser.add_argument('--variant', choices=list(VARIANT_DEFAULTS),
                         help=f"the networks and losses: 'book', the book's, or 'modern', a "
                              f"lighter generator and a projection discriminator that draw clean "
                              f"images in a fraction of the steps (see the README). Default: "
                              f"{DEFAULT_VARIANT!r}, or with --resume the run's own")
     parser.add_argument('--learning-rate', type=positive_float,
-                        help="Adam's learning rate, both networks (default: " + variant_defaults('learning_rate') + ")")
+                        help="Adam's learning rate, both networks (default: " + variant_defaults('learning_rate') + ", or the run's own)")
     parser.add_argument('--beta1', type=adam_beta1,
-                        help="Adam's beta1, in [0, 1) (default: " + variant_defaults('beta1') + ")")
+                        help="Adam's beta1, in [0, 1) (default: " + variant_defaults('beta1') + ", or the run's own)")
     parser.add_argument('--save-every', type=positive_int, default=SAVE_EVERY,
                         help=f'steps between checkpoints and sample grids (default: {SAVE_EVERY})')
     parser.add_argument('--seed', type=seed_number,
@@ -108,8 +106,9 @@ def training_parser(name, recipe):
     parser.add_argument('--resume', action='store_true',
                         help=f'continue the run in OUT_DIR/{name}/ from its newest intact '
                              f'checkpoint (Ctrl-C saves one), exactly where it stopped; '
-                             f'--epochs and --max-steps count from step 0 and may grow, the '
-                             f'other settings must be the run\'s')
+                             f'--epochs and --max-steps count from step 0 and may grow; a '
+                             f'setting not given is the run\'s own, one given must be it; a '
+                             f'folder without a checkpoint starts afresh')
     return parser
 
 

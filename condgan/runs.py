@@ -36,46 +36,47 @@ def run_files(folder):
 class RunLock:
     """An exclusive lock on a run folder, held while a process trains or writes into it.
 
-    It is an flock on `<folder>/.lock`: the operating system releases it when the holder
-    exits, however it exits (kill -9 included), so a crash never leaves a folder locked.
-    The same process may take it again (the recipe command holds it around `CGan.fit`).
+    It is an flock on the folder itself (a file descriptor of the directory), not on a file
+    in it: a lock file can be deleted or replaced while its holder runs, and a second
+    trainer would then lock the new file and start beside the first. The directory cannot
+    be swapped under a process that holds it open: every process that opens the folder's
+    path gets the same inode, so one folder has one trainer. The operating system releases
+    the lock when the holder exits, however it exits (kill -9 included), so a crash never
+    leaves a folder locked. `.lock` only tells who holds it, for the refusal's message.
     """
-    _held = {}  # real path -> [file, depth], for this process
 
     def __init__(self, folder):
         self.folder = Path(folder)
         self.created = None  # the outermost folder that taking the lock made, if any
+        self.descriptor = None
 
     def __enter__(self):
-        key = os.path.realpath(self.folder)
         missing = [path for path in [self.folder, *self.folder.parents] if not path.exists()]
         self.created = missing[-1] if missing else None
-        if key in RunLock._held:
-            RunLock._held[key][1] += 1
-            return self
         make_folder(self.folder)
-        lock_file = open(self.folder / LOCK_FILE, 'a+')
+        descriptor = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
-            lock_file.seek(0)
-            holder = lock_file.read().strip() or 'another process'
-            lock_file.close()
+            os.close(descriptor)
             if error.errno in (errno.EAGAIN, errno.EACCES):
+                holder = self.holder()
                 raise RunFolderError(f"{self.folder} is in use by {holder}: wait for it to end, "
                                      f"or choose another folder") from None
             raise
-        lock_file.truncate(0)
-        lock_file.write(f'process {os.getpid()}\n')
-        lock_file.flush()
-        RunLock._held[key] = [lock_file, 1]
+        self.descriptor = descriptor
+        (self.folder / LOCK_FILE).write_text(f'process {os.getpid()}\n')
         return self
 
+    def holder(self):
+        try:
+            return (self.folder / LOCK_FILE).read_text().strip() or 'another process'
+        except OSError:
+            return 'another process'
+
     def __exit__(self, *exc):
-        key = os.path.realpath(self.folder)
-        RunLock._held[key][1] -= 1
-        if RunLock._held[key][1] == 0:
-            RunLock._held.pop(key)[0].close()  # closing the file releases the lock
+        os.close(self.descriptor)  # closing the descriptor releases the lock
+        self.descriptor = None
 
 
 def make_folder(folder):
@@ -90,16 +91,6 @@ def make_folder(folder):
 def fresh_seed():
     """A seed for a run that was given none; it is recorded, so a resume repeats it."""
     return int(np.random.SeedSequence().entropy % 2**31)
-
-
-def saved_seed(folder):
-    """The seed that the run in `folder` trained with, if it recorded one."""
-    return saved_training_settings(folder).get('seed')
-
-
-def saved_training_settings(folder):
-    """The training settings that the run in `folder` recorded ({} if none)."""
-    return saved_section(folder, 'training')
 
 
 def saved_model_settings(folder):

@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,15 +23,15 @@ import tensorflow as tf
 from tqdm import tqdm  # tqdm.auto wants ipywidgets in Jupyter; text bars work everywhere
 
 from condgan import checkpoints
+from condgan.checks import one_of, real_number, whole_number
 from condgan.datasets import batch_indices
 from condgan.files import write_atomically
 from condgan.generation import generator_inputs, grid_layout, session_config
 from condgan.layers import BATCH_STATISTICS
-from condgan.model import ModelConfig, discriminator, discriminator_loss, generator, generator_loss
+from condgan.model import discriminator, discriminator_loss, generator, generator_loss
 from condgan.pictures import save_png, images_grid, show_in_notebook
 from condgan.precision import COMPUTE_DTYPES
-from condgan.runs import (CONFIG_FILE, RunFolderError, RunLock, fresh_seed, read_json,
-                          removed_unless_checkpointed, run_files, saved_seed, write_json)
+from condgan.runs import CONFIG_FILE, RunFolderError, write_json
 from condgan.weights import check_shapes, generator_variables
 
 tf1 = tf.compat.v1
@@ -40,21 +40,34 @@ EVALUATION_FIGURES = ('conditional_accuracy', 'frechet_distance', 'diversity_rat
 SAMPLE_COLUMNS = 5   # sample grids: 5 images of each of the first 10 classes, same z all run
 CALIBRATION_IMAGES = 256  # the generator's batch-norm statistics are measured on this many
 GENERATOR_AVERAGE_DECAY = 0.999  # of the modern variant's moving average of the generator
-# Settings a resumed run may change: how long it goes on and how it computes, not what.
-RESUMABLE_CHANGES = ('epochs', 'learning_rate', 'precision', 'xla', 'max_to_keep')
 
 
 @dataclass(frozen=True)
 class TrainingSettings:
+    """How a model trains; it checks itself, as `ModelConfig` does: a bad value is a
+    ValueError naming the setting."""
     epochs: int = 1
     batch_size: int = 32
-    learning_rate: float = 0.001   # Adam, both networks
+    learning_rate: float = 0.0002  # Adam, both networks
     beta1: float = 0.35            # Adam's first-moment decay
     seed: int = None               # batch order, initial weights, z and dropout; None:
-                                   # the resumed run's own, or a fresh one
+                                   # drawn when training starts (run_settings.settle)
     precision: str = 'float32'     # a key of precision.COMPUTE_DTYPES
     xla: bool = False              # compile the training step with XLA
     max_to_keep: int = 5           # checkpoints kept in the model folder
+
+    def __post_init__(self):
+        checked = dict(epochs=whole_number('epochs', self.epochs),
+                       batch_size=whole_number('batch_size', self.batch_size),
+                       learning_rate=real_number('learning_rate', self.learning_rate, minimum=0),
+                       beta1=real_number('beta1', self.beta1, minimum=0, below=1),
+                       seed=None if self.seed is None else whole_number('seed', self.seed, 0, 2**63 - 1),
+                       precision=one_of('precision', self.precision, list(COMPUTE_DTYPES)),
+                       max_to_keep=whole_number('max_to_keep', self.max_to_keep), xla=bool(self.xla))
+        if not isinstance(self.xla, (bool, np.bool_)):
+            raise ValueError(f"xla must be True or False; got {self.xla!r}")
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
 
 
 class TrainingDiverged(FloatingPointError):
@@ -243,8 +256,9 @@ def training_feed(net, dataset, batch, step, learning_rate):
 class Training:
     """One training run of a model folder: its settings, its history, its loop.
 
-    `fit` of a CGan builds one and calls `run`. The folder is locked while it trains, and its
-    `config.json` (model and settings) is written before the first step.
+    `fit` of a CGan builds one and calls `run`, with the folder locked and the settings
+    settled (run_settings.settle). Its `config.json` (model and settings) is written before
+    the first step.
     """
 
     def __init__(self, config, settings, dataset, model_dir, checkpoint_name, extra_record=None):
@@ -269,45 +283,8 @@ class Training:
 
     def run(self, resume=False, save_every=1000, max_steps=None, tensorboard=False,
             evaluation=None, eval_every=None):
-        with RunLock(self.model_dir) as lock, removed_unless_checkpointed(lock):
-            if self.settings.seed is None:
-                seed = saved_seed(self.model_dir) if resume else None
-                self.settings = replace(self.settings, seed=fresh_seed() if seed is None else seed)
-            if resume:
-                self.check_resumable()
-            else:
-                self.check_empty()
-            return self._train_locked(resume, save_every, max_steps, tensorboard, evaluation, eval_every)
-
-    def check_empty(self):
-        taken = run_files(self.model_dir)
-        if taken:
-            raise RunFolderError(f"{self.model_dir} already holds a training run ({', '.join(taken[:3])}): "
-                                 f"continue it with fit(resume=True) (--resume), or choose another folder")
-
-    def check_resumable(self):
-        """The run in the folder is this one: same model, same settings but those a resumed
-        run may change (RESUMABLE_CHANGES)."""
-        path = self.model_dir / CONFIG_FILE
-        if not checkpoints.checkpoint_prefixes(self.model_dir):
-            raise RunFolderError(f"{self.model_dir} holds no checkpoint to resume")
-        if not path.exists():  # a run of an earlier version: only its shapes can be checked
-            return
-        record = read_json(path)
-        try:
-            model, settings = record['model'], record['training']
-        except KeyError as missing:
-            raise RunFolderError(f"{path} has no {missing} entry") from None
-        ours = {**self.config.to_json(), **asdict(self.settings)}
-        # A setting that an earlier version did not record had the value it now defaults to.
-        theirs = {**ModelConfig().to_json(), **model, **settings}
-        differences = [f"{name} {theirs.get(name)!r} -> {value!r}" for name, value in ours.items()
-                       if name not in RESUMABLE_CHANGES and normalized(theirs.get(name)) != normalized(value)]
-        if differences:
-            raise RunFolderError(f"{self.model_dir} was trained with other settings; resuming must "
-                                 f"keep them: {'; '.join(differences)}")
-
-    def _train_locked(self, resume, save_every, max_steps, tensorboard, evaluation, eval_every):
+        """Train, or with `resume` go on from the folder's newest intact checkpoint. The
+        caller holds the folder's lock, and settled the settings (run_settings.settle)."""
         net = build_training_graph(self.config, self.settings, self.dataset.max_value)
         total_steps = self.total_steps(max_steps)
         # The Saver works only inside its graph's context (outside it TF 2 is eager).
@@ -321,9 +298,8 @@ class Training:
             else:
                 session.run(net.initializer)
                 step = 0
-            if not resume:  # a resumed run's settings are recorded with its first checkpoint
                 write_json(self.model_dir / CONFIG_FILE, self.record())
-            self.recorded = not resume
+            self.recorded = not resume  # a resumed run's settings are recorded with its first checkpoint
             checkpoints.prune(self.model_dir, self.settings.max_to_keep)  # earlier sessions' leftovers
             with StopRequests() as stop, \
                     contextlib.closing(EventWriter(self.model_dir if tensorboard else None)) as events:
@@ -437,11 +413,6 @@ class Training:
         write_csv(self.model_dir / 'evaluation.csv', list(row), [list(r.values()) for r in self.evaluations])
         events.add(tf1.Summary(value=[tf1.Summary.Value(tag=f'evaluation/{name}', simple_value=figures[name])
                                       for name in EVALUATION_FIGURES]), step)
-
-
-def normalized(value):
-    """JSON's view of a value: tuples are lists, so a record compares with a live config."""
-    return [normalized(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 # ----------------------------------------------------------------- the loss history

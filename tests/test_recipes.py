@@ -277,11 +277,16 @@ def test_resuming_another_model_is_refused(mnist_run, tmp_path, capsys):
     assert folder_state(tmp_path) == before
 
 
-def test_resume_without_a_checkpoint_is_refused(tmp_path, capsys):
+def test_resume_of_a_pickle_without_a_checkpoint_is_refused(mnist_run, tmp_path, capsys):
+    """A folder without a checkpoint starts afresh (tests/test_dead_ends.py), but not over a
+    trained model that the new run's pickle would replace."""
+    (tmp_path / 'mnist').mkdir()
+    shutil.copy(mnist_run / 'mnist.pkl', tmp_path / 'mnist')
+    before = folder_state(tmp_path / 'mnist')
     run_refused(capsys, lambda: commands.train_recipe('mnist', ['--out-dir', str(tmp_path), '--resume',
                                                        *data_dir_flag('mnist')]),
-                'mnist holds no checkpoint to resume')
-    assert list(tmp_path.iterdir()) == []
+                'mnist holds mnist.pkl but no checkpoint to resume')
+    assert folder_state(tmp_path / 'mnist') == before
 
 
 def test_missing_data_is_one_line(tmp_path, monkeypatch, capsys):
