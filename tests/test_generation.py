@@ -18,7 +18,7 @@ def test_generate_new_shapes_range_and_errors(dataset, tmp_path):
     assert gan.generate_new(target_class=8, rows=1, cols=1, plot=False).shape == (1, 28, 28, 1)
     with pytest.raises(ValueError, match=r'unknown class 10; this model knows 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 \(or -1'):
         gan.generate_new(target_class=10, plot=False)
-    with pytest.raises(ValueError, match='rows and cols must be at least 1'):
+    with pytest.raises(ValueError, match='rows must be at least 1; got 0'):
         gan.generate_new(rows=0, plot=False)
     with pytest.raises(CheckpointError, match='call fit'):
         make_gan(dataset, tmp_path, generator_name='untrained').generate_new(plot=False)

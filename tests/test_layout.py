@@ -66,7 +66,9 @@ def test_the_networks_know_nothing_of_training_files_or_commands():
     graph = import_graph()
     # 'condgan' is the package itself (`from condgan import layers`), which imports nothing.
     assert graph['condgan'] == set()
-    assert graph['condgan.model'] - {'condgan'} == {'condgan.layers', 'condgan.conditioning'}
+    # checks: argument checks, pure Python
+    assert graph['condgan.model'] - {'condgan'} == {'condgan.layers', 'condgan.conditioning', 'condgan.checks'}
+    assert graph['condgan.checks'] == set()
     assert graph['condgan.layers'] == graph['condgan.conditioning'] == set()
     assert graph['condgan.datasets'] == {'condgan.conditioning'}
     assert 'condgan.evaluate' not in graph['condgan.gan']
