@@ -97,6 +97,12 @@ class FolderImages:
     def held_out_part(self):
         return self.images[self.held_out], None if self.labels is None else self.labels[self.held_out]
 
+    def source(self, skip_unreadable):
+        """For the model (config.json and pickle): enough to load the same images again and
+        check that they are the same, for `evaluate` and `synthesize`."""
+        return {'folder': str(self.listing.folder.resolve()), 'skip_unreadable': skip_unreadable,
+                'manifest_sha256': manifest_digest(self.listing.manifest)}
+
     def record(self):
         """For run.json: the folder, its files and their hashes, and what is held out."""
         listing = self.listing

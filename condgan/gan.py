@@ -37,11 +37,14 @@ class CGan:
     def __init__(self, dataset, epochs=1, batch_size=32, z_dim=96, generator_name='generator',
                  alpha=0.2, smooth=0.1, learning_rate=0.001, beta1=0.35,
                  out_dir=None, seed=None, max_to_keep=5, precision='auto', xla=False,
-                 classes=None, image_shape=None, class_names=None, variant=DEFAULT_VARIANT):
+                 classes=None, image_shape=None, class_names=None, variant=DEFAULT_VARIANT,
+                 data_source=None):
         """`classes` and `image_shape` describe a model without a dataset (generation only);
         with a dataset they come from it. `precision` 'auto' is `model.default_precision()`.
         `class_names` name the classes in pictures and commands (default: their values).
-        `variant` 'modern' trains the opt-in networks and losses (see model.py)."""
+        `variant` 'modern' trains the opt-in networks and losses (see model.py).
+        `data_source` says where an image folder's model came from (folders.FolderImages.source),
+        for `evaluate` and `synthesize`; None for the book's datasets."""
         if dataset is not None:
             classes = [] if dataset.labels is None else dataset.classes
             image_shape = dataset.data.shape[1:]
@@ -61,6 +64,7 @@ class CGan:
         self.class_names = tuple(str(value) for value in self.classes) if class_names is None \
             else tuple(str(name) for name in class_names)
         self.max_value = 255 if dataset is None else dataset.max_value
+        self.data_source = data_source
         self.legacy_generation = False
         self.generator_weights = None          # {variable name: array} once trained or loaded
         self.step_losses = np.zeros((0, 3))    # rows of (step, d_loss, g_loss)
@@ -113,7 +117,8 @@ class CGan:
         check_settings(self.settings)
         self.close()
         training = Training(self.config, self.settings, self.dataset, self.model_dir,
-                            self.generator_name, {'class_names': list(self.class_names)})
+                            self.generator_name, {'class_names': list(self.class_names),
+                                                  'data_source': self.data_source})
         try:
             training.run(resume, save_every_n, max_steps, tensorboard, evaluation, eval_every)
         finally:  # what was saved, also when training stops with an error
@@ -219,7 +224,7 @@ class CGan:
                   image_shape=config['image_shape'], variant=config.get('variant', DEFAULT_VARIANT),
                   precision='float32',
                   generator_name=generator_name or record.get('checkpoint_name', 'generator'),
-                  class_names=record.get('class_names'))
+                  class_names=record.get('class_names'), data_source=record.get('data_source'))
         gan.model_dir = os.path.abspath(ckpt_dir)
         gan.load_checkpoint(gan.model_dir)
         return gan
@@ -247,6 +252,7 @@ class CGan:
         del state['format']
         if 'config' not in state:  # written before the configuration was one object
             state = from_first_layout(state)
+        state.setdefault('data_source', None)  # written before image folders
         self.__dict__.update(state)
         self.dataset = None
         self._generation = None

@@ -78,10 +78,16 @@ def training_parser(name, recipe):
         help=f"{data_folder}; missing files are downloaded into it. Default: "
              f"$CGAN_DATA_DIR/{recipe.dataset} if CGAN_DATA_DIR is set (never written to), "
              f"else the per-user cache ~/.cache/cgan/{recipe.dataset}")
+    add_run_flags(parser, name, recipe.epochs)
+    return parser
+
+
+def add_run_flags(parser, name, epochs):
+    """The flags of every training run, a recipe's or an image folder's (commands.py)."""
     parser.add_argument('--out-dir', type=folder_or_new, default=OUT_DIR,
                         help=f'the run goes into OUT_DIR/{name}/ (default: {OUT_DIR})')
-    parser.add_argument('--epochs', type=positive_int, default=recipe.epochs,
-                        help=f'passes over the training images (default: {recipe.epochs})')
+    parser.add_argument('--epochs', type=positive_int, default=epochs,
+                        help=f'passes over the training images (default: {epochs})')
     parser.add_argument('--max-steps', type=positive_int,
                         help='stop after this many training steps in all, for a quick look '
                              '(default: train every epoch)')
@@ -109,7 +115,6 @@ def training_parser(name, recipe):
                              f'checkpoint (Ctrl-C saves one), exactly where it stopped; '
                              f'--epochs and --max-steps count from step 0 and may grow, the '
                              f'other settings must be the run\'s')
-    return parser
 
 
 def variant_defaults(setting):
