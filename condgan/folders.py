@@ -134,7 +134,7 @@ def scan(folder, skip_unreadable=False):
     if loose:
         candidates = [(e.name, '') for e in loose]
     for entry in class_folders:
-        check_class_name(entry.name, folder / entry.name)
+        check_class_name(entry.name, folder)
         found, ignored_here = images_under(folder / entry.name)
         if not found:
             raise FolderError(f'{folder / entry.name} holds no {FORMATS} images: add some, or '
@@ -181,19 +181,19 @@ def images_under(class_folder):
     return sorted(found), ignored
 
 
-def check_class_name(name, path):
-    """A class name must be a folder name anywhere: `synthesize` writes one folder per class,
-    and run.json and the pictures name the classes, so no control characters (a newline) and
-    no name that is not UTF-8."""
+def check_class_name(name, parent, advice='rename its folder'):
+    """A class name must be a folder name anywhere: `synthesize` writes one folder per class
+    in `parent`, and run.json and the pictures name the classes, so no '/', no control
+    characters (a newline) and nothing that is not UTF-8."""
     try:
         name.encode('utf-8')
     except UnicodeEncodeError:
-        raise FolderError(f'{os.fsencode(path)!r}: the class folder\'s name is not UTF-8 text: '
-                          f'rename it') from None
+        raise FolderError(f'{parent}: the class name {os.fsencode(name)!r} is not UTF-8 text: '
+                          f'{advice}') from None
     if not name or name in ('.', '..') or '/' in name or '\\' in name or \
             any(unicodedata.category(c).startswith('C') for c in name):
-        raise FolderError(f'{path!r}: the class name {name!r} cannot be a folder name (no '
-                          f'"/", "\\" or control characters): rename it')
+        raise FolderError(f'{parent}: the class name {name!r} cannot be a folder name (no "/", '
+                          f'"\\" or control characters): {advice}')
 
 
 def check_not_emptied(listing, candidate_classes):

@@ -287,3 +287,43 @@ def test_a_folder_too_big_for_memory_is_refused_before_loading(tmp_path):
     with pytest.raises(folders.FolderError, match=r'10000000 images of 64x64x3 need 228.9 GiB of memory, '
                                                   r'and .* GiB is available'):
         folders.check_memory(listing, 64, 3)
+
+
+# ------------------------------------------------------------------ synthesize
+
+def test_synthesize_writes_a_folder_that_train_reads_back(folder_run, tmp_path):
+    folder, run_dir, _ = folder_run
+    out = tmp_path / 'made'
+    result = command('cgan.py', 'synthesize', run_dir, '--per-class', '3', '-o', out, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(path.relative_to(out).as_posix() for path in out.rglob('*.png')) == \
+        [f'{name}/{number:05d}.png' for name in sorted(CLASSES) for number in range(3)]
+    loaded = folders.load(out)
+    assert loaded.class_names == sorted(CLASSES) and loaded.images.shape == (9, SIDE, SIDE, 3)
+    trained(train(out, tmp_path / 'runs', '--max-steps', '2'))
+
+
+@pytest.mark.parametrize('inside', ['.', 'grün/more'])
+def test_synthesize_refuses_to_write_into_the_training_folder(folder_run, tmp_path, inside):
+    folder, run_dir, _ = folder_run
+    before = folder_state(folder)
+    refused(command('cgan.py', 'synthesize', run_dir, '--per-class', '2', '-o', folder / inside,
+                    cwd=tmp_path), 2, r'is inside the folder .*pictures that the model was trained on')
+    assert folder_state(folder) == before
+
+
+def test_synthesize_refuses_a_class_name_that_is_no_folder_name(tmp_path):
+    """Fashion-MNIST's 'T-shirt/top' as a folder would be a folder 'top' in 'T-shirt'."""
+    from condgan.datasets import Dataset
+    from condgan.gan import CGan
+    images = np.random.default_rng(0).integers(0, 256, (8, SIDE, SIDE, 1), dtype=np.uint8)
+    gan = CGan(Dataset(images, np.arange(8) % 2, width=SIDE, height=SIDE, channels=1, seed=0),
+               batch_size=4, out_dir=str(tmp_path), generator_name='clothes', seed=0,
+               class_names=['T-shirt/top', 'Trouser'])
+    gan.fit(max_steps=1, plot=False)
+    with open(tmp_path / 'clothes.pkl', 'wb') as f:
+        pickle.dump(gan, f)
+    refused(command('cgan.py', 'synthesize', tmp_path / 'clothes.pkl', '--folders', '--per-class', '2',
+                    '-o', tmp_path / 'out', cwd=tmp_path), 2,
+            r"out: the class name 'T-shirt/top' cannot be a folder name .*: write IDX files instead")
+    assert not (tmp_path / 'out').exists()
