@@ -191,7 +191,7 @@ def check_class_name(name, parent, advice='rename its folder'):
         raise FolderError(f'{parent}: the class name {os.fsencode(name)!r} is not UTF-8 text: '
                           f'{advice}') from None
     if not name or name in ('.', '..') or '/' in name or '\\' in name or \
-            any(unicodedata.category(c).startswith('C') for c in name):
+            any(unicodedata.category(c) == 'Cc' for c in name):
         raise FolderError(f'{parent}: the class name {name!r} cannot be a folder name (no "/", '
                           f'"\\" or control characters): {advice}')
 

@@ -3,10 +3,11 @@ from and synthesized, and every bad folder refused as a user meets it, through t
 line in a subprocess: one line on stderr naming the file, a non-zero exit, nothing written.
 
 The folders are a few dozen tiny PNG files the tests write; the trainings take 2 to 4 steps."""
-import io
 import json
 import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from PIL import Image
 
 from condgan import datasets, folders
 from test_commands import refused
-from test_recipes import command, folder_state
+from test_recipes import REPO, command, folder_state
 
 SIDE = 16
 CLASSES = ('blue cross', 'grün', 'red square')
@@ -327,3 +328,31 @@ def test_synthesize_refuses_a_class_name_that_is_no_folder_name(tmp_path):
                     '-o', tmp_path / 'out', cwd=tmp_path), 2,
             r"out: the class name 'T-shirt/top' cannot be a folder name .*: write IDX files instead")
     assert not (tmp_path / 'out').exists()
+
+
+# ------------------------------------------------------------------ evaluate
+
+def test_evaluate_judges_a_folder_model_on_its_held_out_images(tmp_path):
+    """Its classifier trains on the folder's training part and is tested on the held-out
+    tenth (2 images a class); a folder changed since training is refused."""
+    folder = write_folder(tmp_path / 'shapes', per_class=20)
+    trained(train(folder, tmp_path / 'runs', '--max-steps', '2'))
+    environment = {**os.environ, 'XDG_CACHE_HOME': str(tmp_path / 'cache')}
+    run = tmp_path / 'runs' / 'shapes'
+    result = command_with(environment, 'evaluate', run, '--per-class', '4', '--json', '--seed', '0')
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout)
+    assert figures['dataset'] == 'folder shapes'
+    assert [c['name'] for c in figures['per_class']] == sorted(CLASSES)
+    assert figures['classifier_accuracy'] == 1.0  # the colours tell the classes apart
+    [cache] = (tmp_path / 'cache' / 'cgan' / 'folders').iterdir()
+    (folder / 'grün' / '000.png').unlink()
+    refused(command_with(environment, 'evaluate', run, '--per-class', '4'), 2,
+            r'shapes changed since the model was trained on it')
+
+
+def command_with(environment, *arguments):
+    """`cgan.py` with its own environment (a cache of its own for the classifier)."""
+    return subprocess.run([sys.executable, str(REPO / 'cgan.py'), *map(str, arguments)],
+                          capture_output=True, text=True, timeout=300,
+                          env={**environment, 'TF_CPP_MIN_LOG_LEVEL': '3'})
