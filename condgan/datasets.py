@@ -251,6 +251,9 @@ def data_files(name, split='train', data_dir=None, subset='balanced'):
     EMNIST the mapping file of `subset` that `emnist_label_names` reads. For checksums of the
     data a run was trained on.
     """
+    if name == 'cifar10':
+        from condgan import cifar10  # its own module: an archive, not IDX files
+        return cifar10.data_files(split, data_dir)
     if name == 'emnist':
         if subset not in EMNIST_SUBSETS:
             raise ValueError(f'unknown EMNIST subset {subset!r}; choose one of {EMNIST_SUBSETS}')
@@ -442,9 +445,10 @@ def _download(name, file_name, target):
         f'CGAN_DATA_DIR to a folder with mnist/, fashion/ and emnist/gzip/ sub-folders.')
 
 
-def _fetch(url, target, sha256):
-    """Download url to target, which appears only once its size and SHA-256 are right."""
-    digest = hashlib.sha256()
+def _fetch(url, target, expected, algorithm='sha256'):
+    """Download url to target, which appears only once its size and checksum (`expected`, by
+    hashlib's `algorithm`: CIFAR-10 publishes only an MD5) are right."""
+    digest = hashlib.new(algorithm)
     received = 0
     with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response, \
             _partial_file(target) as out:
@@ -460,8 +464,9 @@ def _fetch(url, target, sha256):
         # http.client ends a short read silently when the server closes the connection early.
         if expected_size is not None and received != expected_size:
             raise DataError(f'transfer ended after {received} of {expected_size} bytes')
-        if digest.hexdigest() != sha256:
-            raise DataError(f'SHA-256 {digest.hexdigest()} differs from the expected {sha256}')
+        if digest.hexdigest() != expected:
+            name = {'sha256': 'SHA-256', 'md5': 'MD5'}.get(algorithm, algorithm)
+            raise DataError(f'{name} {digest.hexdigest()} differs from the expected {expected}')
 
 
 @contextlib.contextmanager
