@@ -25,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from condgan import datasets, folders, pictures
+from condgan import cifar10, datasets, folders, pictures
 from condgan.recipes import (DEFAULT_VARIANT, OneLineErrorParser, RECIPES, add_run_flags,
                              optimiser_settings, folder_or_new, positive_int, seed_number, sha256,
                              training_parser)
@@ -144,7 +144,8 @@ def recipe_data(name, recipe, options):
     try:
         images, labels = recipe.load('train', data_dir=options.data_dir)
         class_names = recipe_class_names(name, recipe, options.data_dir, labels)
-        data_files = datasets.data_files(recipe.dataset, 'train', options.data_dir)
+        data_files = (cifar10.data_files('train', options.data_dir) if recipe.dataset == 'cifar10'
+                      else datasets.data_files(recipe.dataset, 'train', options.data_dir))
     except OSError as error:  # missing, unreadable or undownloadable data
         raise CommandError(str(error)) from None
     return TrainingData(recipe.title, name, recipe.dataset, images, labels, class_names,

@@ -251,9 +251,6 @@ def data_files(name, split='train', data_dir=None, subset='balanced'):
     EMNIST the mapping file of `subset` that `emnist_label_names` reads. For checksums of the
     data a run was trained on.
     """
-    if name == 'cifar10':
-        from condgan import cifar10  # its own module: an archive, not IDX files
-        return cifar10.data_files(split, data_dir)
     if name == 'emnist':
         if subset not in EMNIST_SUBSETS:
             raise ValueError(f'unknown EMNIST subset {subset!r}; choose one of {EMNIST_SUBSETS}')
