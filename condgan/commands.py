@@ -238,9 +238,9 @@ def train_locked(name, data, options, run_dir):
         if not options.resume:
             record.update(seed=seed, data=data.record)
             write_json(run_dir / 'run.json', record)
-        else:
-            data_record = data.resumed_record(record.get('data', {}))
-            if data_record != record.get('data'):  # the folder changed, and the user said go on
+        elif 'data' in record:  # the data a resumed run goes on with, against what it had
+            data_record = data.resumed_record(record['data'])
+            if data_record != record['data']:  # the folder changed, and the user said go on
                 record['data'] = data_record
                 write_json(run_dir / 'run.json', record)
         data.keep(run_dir)
