@@ -1,6 +1,7 @@
-"""The command line: the recipes (`run_*.py`) and `python cgan.py generate|export|evaluate|synthesize`.
+"""The command line: the recipes (`run_*.py`) and `python cgan.py train|generate|export|evaluate|synthesize`.
 
     python run_mnist.py --max-steps 300            # a quick look at the MNIST recipe
+    python cgan.py train my_images/ --size 32      # your own images (folders.py), into runs/my_images
     python cgan.py generate runs/mnist --target-class 8 -o eights.png
 
 A run leaves in `<out-dir>/<recipe>/`: `run.json` and `config.json` before the first step,
@@ -20,19 +21,22 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from condgan import datasets, pictures
+from condgan import cifar10, datasets, folders, pictures
 from condgan.files import write_atomically
 from condgan.model_argument import add_model_arguments, model_from
-from condgan.recipes import (BATCH_SIZE, OneLineErrorParser, RECIPES, Z_DIM, folder_or_new, positive_int,
-                             seed_number, training_parser)
-from condgan.runs import RunFolderError, RunLock, read_json, removed_unless_checkpointed, write_json
+from condgan.recipes import (BATCH_SIZE, OneLineErrorParser, RECIPES, Z_DIM, add_run_flags, folder_or_new,
+                             positive_int, seed_number, training_parser)
+from condgan.runs import (RunFolderError, RunLock, read_json, removed_unless_checkpointed, saved_model_settings,
+                          write_json)
 
 RESOURCE_EXHAUSTED = 8  # TensorFlow's error code (tf.errors.RESOURCE_EXHAUSTED) for memory and disk
+FOLDER_EPOCHS = 20     # an image folder's default: between the recipes' (MNIST 16, EMNIST 32)
 MAX_GENERATED = 10_000  # images one `generate` draws at most (a PNG grid of 10,000 is 80 MB of pixels)
 
 
@@ -131,38 +135,141 @@ def fail(prog, message, status):
 
 # ----------------------------------------------------------------- training a recipe
 
+@dataclass(frozen=True)
+class TrainingData:
+    """What a run trains on, from a recipe's dataset files or an image folder."""
+    title: str                 # for the last line: 'MNIST handwritten digits', a folder
+    recipe: str                # run.json's 'recipe': a recipe's name, or 'folder'
+    dataset: str               # run.json's 'dataset'
+    images: np.ndarray         # uint8 (N, H, W, C)
+    labels: np.ndarray         # (N,), or None: an unconditional model
+    class_names: list          # by class value, in order
+    record: dict               # run.json's 'data': what the run was trained on
+    epochs: int = 1            # the default of --epochs: the recipe's, or FOLDER_EPOCHS
+    source: dict = None        # CGan.data_source: where an image folder's model came from
+    # The resumed run's 'data' -> the 'data' to record, or a refusal if the data changed.
+    resumed_record: Callable = lambda recorded: recorded
+    keep: Callable = lambda run_dir: None  # writes what a resume reuses (a folder's cache)
+
+
 def train_recipe(name, argv=None):
     """Train recipe `name` as the command line (or `argv`) asks, then leave its pictures."""
     recipe = RECIPES[name]
     options = training_parser(name, recipe).parse_args(argv)
     run_dir = Path(options.out_dir) / name
-    one_line_errors(f'run_{name}.py', lambda: train_locked(name, recipe, options, run_dir))
+    one_line_errors(f'run_{name}.py', lambda: train_locked(name, recipe_data(name, recipe, options),
+                                                           options, run_dir))
 
 
 # The flags that are settings of the run: None when not given (run_settings.settle).
 SETTING_FLAGS = ('epochs', 'batch_size', 'z_dim', 'variant', 'learning_rate', 'beta1', 'seed')
 
 
-def train_locked(name, recipe, options, run_dir):
+def recipe_data(name, recipe, options):
+    """A recipe's training split, before the run folder is touched: bad data leaves no trace."""
+    try:
+        images, labels = recipe.load('train', data_dir=options.data_dir)
+        class_names = recipe_class_names(name, recipe, options.data_dir, labels)
+        data_files = (cifar10.data_files('train', options.data_dir) if recipe.dataset == 'cifar10'
+                      else datasets.data_files(recipe.dataset, 'train', options.data_dir))
+    except OSError as error:  # missing, unreadable or undownloadable data
+        raise CommandError(str(error)) from None
+    return TrainingData(recipe.title, name, recipe.dataset, images, labels, class_names,
+                        {'images': len(images), 'classes': np.unique(labels).tolist(),
+                         'class_names': class_names,
+                         'sha256': {str(path): datasets.file_sha256(path) for path in data_files}},
+                        epochs=recipe.epochs)
+
+
+def train_folder(argv=None, prog='cgan.py train'):
+    """Train on an image folder (see folders.py) as the command line (or `argv`) asks."""
+    options = folder_training_parser(prog).parse_args(argv)
+    name = Path(options.folder).resolve().name or 'folder'
+    run_dir = Path(options.out_dir) / name
+    one_line_errors(prog, lambda: train_locked(name, folder_data(options, run_dir), options, run_dir))
+
+
+def folder_training_parser(prog):
+    parser = OneLineErrorParser(
+        prog=prog, description='Train a conditional GAN on your own images: a folder of class '
+                               'folders of images (DIR/<class name>/...), or of loose images for '
+                               'an unconditional model; then draw every class.')
+    parser.add_argument('folder', help='the image folder; the run goes into OUT_DIR/<its name>/')
+    parser.add_argument('--size', type=positive_int,
+                        help=f'the images\' side in pixels, a multiple of 4 from {folders.MIN_SIZE} '
+                             f'to {folders.MAX_SIZE} (default: the most common size, rounded; '
+                             f'with --resume the run\'s own)')
+    parser.add_argument('--channels', type=int, choices=(1, 3),
+                        help='1 gray or 3 RGB (default: 3 if any image is in colour, else 1; '
+                             'with --resume the run\'s own)')
+    parser.add_argument('--skip-unreadable', action='store_true',
+                        help='train without the files that are no readable images (counted), '
+                             'instead of refusing the folder')
+    parser.add_argument('--folder-changed', action='store_true',
+                        help='with --resume: go on although the folder\'s files changed since '
+                             'the run started (the new files are recorded)')
+    add_run_flags(parser, '<folder name>', FOLDER_EPOCHS)
+    return parser
+
+
+def folder_data(options, run_dir):
+    """An image folder's training part (the held-out tenth stays out), checked before the run
+    folder is touched. A resumed run takes its size and channels, and its decoded images from
+    its cache when the folder is unchanged."""
+    folder = Path(options.folder)
+    size, channels = options.size, options.channels
+    if options.resume:
+        saved_shape = saved_model_settings(run_dir).get('image_shape')
+        if saved_shape:
+            size = size or saved_shape[0]
+            channels = channels or saved_shape[2]
+    cache = run_dir / folders.CACHE_FILE
+    loaded = folders.load(folder, size, channels, options.skip_unreadable,
+                          cache if options.resume else None)
+    run_folder = run_dir.resolve()
+    if run_folder == folder.resolve() or folder.resolve() in run_folder.parents:
+        raise CommandError(f'{run_dir}: the run folder would be inside the image folder {folder}: '
+                           f'choose another --out-dir')
+    for note in loaded.notes:
+        print(note)
+    images, labels = loaded.train_part()
+    record = loaded.record()
+    size, _, channels = loaded.images.shape[1:]
+
+    def resumed_record(recorded):
+        change = folders.changes(recorded.get('files', {}), record['files'])
+        if change and not options.folder_changed:
+            raise CommandError(f'{folder} changed since the run in {run_dir} started: {change}; '
+                               f'pass --folder-changed to go on with it as it is now, or start a '
+                               f'new run with another --out-dir')
+        return record if change else recorded
+
+    return TrainingData(f'the image folder {folder}', 'folder', 'folder', images, labels,
+                        loaded.class_names, record, loaded.source(options.skip_unreadable),
+                        resumed_record, lambda run_dir: folders.save_cache(loaded, size, channels, cache),
+                        epochs=FOLDER_EPOCHS)
+
+
+def train_locked(name, data, options, run_dir):
     started = time.monotonic()
     if run_dir.exists() and not run_dir.is_dir():
         raise CommandError(f'{run_dir} is a file, not a run folder: choose another --out-dir')
-    try:  # before the run folder is touched: bad data leaves no trace
-        images, labels = recipe.load('train', data_dir=options.data_dir)
-        class_names = recipe_class_names(name, recipe, options.data_dir, labels)
-    except OSError as error:  # missing, unreadable or undownloadable data
-        raise CommandError(str(error)) from None
     with RunLock(run_dir) as lock, removed_unless_checkpointed(lock):
-        check_recipe(name, run_dir)
+        check_recipe(data.recipe, run_dir)
         from condgan.gan import CGan  # TensorFlow: seconds to import
         from condgan.run_settings import Data, settle
         from condgan.training import RunFinished
-        data = Data((*images.shape[1:3], 1), tuple(np.unique(labels).tolist()), class_names)
-        run = settle(run_dir, data, {flag: getattr(options, flag) for flag in SETTING_FLAGS}, options.resume,
-                     defaults={'epochs': recipe.epochs, 'batch_size': BATCH_SIZE, 'z_dim': Z_DIM})
-        record = starting_record(name, recipe, run_dir, options, run, images, labels)
-        gan = CGan(datasets.Dataset(images, labels, channels=1, seed=run.settings.seed),
-                   generator_name=name, out_dir=options.out_dir, class_names=run.class_names)
+        images = data.images
+        classes = () if data.labels is None else tuple(np.unique(data.labels).tolist())
+        run = settle(run_dir, Data(images.shape[1:], classes, data.class_names),
+                     {flag: getattr(options, flag) for flag in SETTING_FLAGS}, options.resume,
+                     defaults={'epochs': data.epochs, 'batch_size': BATCH_SIZE, 'z_dim': Z_DIM})
+        record = starting_record(data, run_dir, options, run)
+        data.keep(run_dir)
+        gan = CGan(datasets.Dataset(images, data.labels, width=images.shape[2], height=images.shape[1],
+                                    channels=images.shape[3], seed=run.settings.seed),
+                   generator_name=name, out_dir=options.out_dir, class_names=run.class_names,
+                   data_source=data.source)
         try:
             gan.train(run, options.save_every, options.max_steps)
         except RunFinished as finished:
@@ -180,7 +287,7 @@ def train_locked(name, recipe, options, run_dir):
         with stopped_by_signals(f'{name}.pkl, its pictures and run.json'):
             leave_pictures(gan, name, run_dir, run.settings.seed)
             write_json(run_dir / 'run.json', record)
-    print(f'{recipe.title}: step {steps} after {training_seconds / 60:.1f} min; see {run_dir}/ '
+    print(f'{data.title}: step {steps} after {training_seconds / 60:.1f} min; see {run_dir}/ '
           f'(classes.png, progress.gif, interpolation.gif, losses.png, {name}.pkl, run.json)')
 
 
@@ -193,7 +300,7 @@ def check_recipe(name, run_dir):
                              f'{name!r}: choose another --out-dir')
 
 
-def starting_record(name, recipe, run_dir, options, run, images, labels):
+def starting_record(data, run_dir, options, run):
     """The run's record (run.json) with this session added: for a resumed run its own, else a
     new one, written before the first step."""
     settled = {**run.config.to_json(), **asdict(run.settings)}
@@ -201,15 +308,16 @@ def starting_record(name, recipe, run_dir, options, run, images, labels):
     session = {'started': now(), 'arguments': arguments, 'versions': versions()}
     if run.resume:
         record_path = run_dir / 'run.json'
-        record = read_json(record_path) if record_path.exists() else {'recipe': name}
+        record = read_json(record_path) if record_path.exists() else {'recipe': data.recipe}
         record['sessions'] = record.get('sessions', []) + [session]
+        if 'data' in record:  # the data a resumed run goes on with, against what it had
+            data_record = data.resumed_record(record['data'])
+            if data_record != record['data']:  # the folder changed, and the user said go on
+                record['data'] = data_record
+                write_json(record_path, record)
         return record
-    data_files = datasets.data_files(recipe.dataset, 'train', options.data_dir)
-    record = {'recipe': name, 'dataset': recipe.dataset, 'started': now(), 'sessions': [session],
-              'seed': run.settings.seed,
-              'data': {'images': len(images), 'classes': np.unique(labels).tolist(),
-                       'class_names': list(run.class_names),
-                       'sha256': {str(path): datasets.file_sha256(path) for path in data_files}}}
+    record = {'recipe': data.recipe, 'dataset': data.dataset, 'started': now(), 'sessions': [session],
+              'seed': run.settings.seed, 'data': data.record}
     write_json(run_dir / 'run.json', record)
     return record
 
@@ -269,9 +377,9 @@ def leave_pictures(gan, name, run_dir, seed):
     write_atomically(run_dir / f'{name}.pkl', lambda f: pickle.dump(gan, f))
     steps_per_epoch = -(-len(gan.dataset.data) // gan.batch_size)
     pictures.plot_losses(gan.step_losses, gan.epoch_losses, steps_per_epoch, run_dir / 'losses.png')
-    rows = gan.generate_new(target_class=-1, rows=gan.num_classes, cols=pictures.CLASS_COLUMNS,
-                            plot=False, seed=seed)
-    pictures.save_classes_png(rows, gan.class_names, run_dir / 'classes.png')
+    rows = gan.generate_new(target_class=-1, rows=gan.num_classes or pictures.CLASS_COLUMNS,
+                            cols=pictures.CLASS_COLUMNS, plot=False, seed=seed)
+    pictures.save_classes_png(rows, gan.class_names, run_dir / 'classes.png')  # no names: no classes
     if gan.num_classes > 1:
         first, last = gan.classes[0], gan.classes[-1]
         pictures.save_interpolation_gif(gan.interpolate(first, last, pictures.INTERPOLATION_STEPS, seed),
@@ -350,6 +458,8 @@ def main(argv=None):
     """`python cgan.py COMMAND ...`."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = command_parser()
+    if argv and argv[0] == 'train':
+        return train_folder(argv[1:])
     if argv and argv[0] in ('evaluate', 'synthesize', 'demo'):  # their own parsers, in their modules
         import importlib
         command = importlib.import_module(f'condgan.{argv[0]}')
@@ -361,7 +471,8 @@ def main(argv=None):
 def command_parser():
     parser = OneLineErrorParser(prog='cgan.py', description='Use a trained CGan.')
     commands = parser.add_subparsers(dest='command', required=True,
-                                     metavar='{generate,export,evaluate,synthesize,demo}')
+                                     metavar='{train,generate,export,evaluate,synthesize,demo}')
+    commands.add_parser('train', help='train on your own image folder: python cgan.py train --help')
     model_help = ('a pickled CGan (such as runs/mnist/mnist.pkl, written by run_mnist.py) or a run '
                   'folder (such as runs/mnist: its newest checkpoint, else its pickle); a pickle can '
                   'run code when loaded: load only your own')

@@ -453,8 +453,10 @@ def _download(name, file_name, target):
         f'CGAN_DATA_DIR to a folder with mnist/, fashion/ and emnist/gzip/ sub-folders.')
 
 
-def _fetch(url, target, sha256):
-    """Download url to target, which appears only once its size and SHA-256 are right."""
+def _fetch(url, target, expected, algorithm='sha256'):
+    """Download url to target, which appears only once its size and checksum (`expected`, by
+    hashlib's `algorithm`: CIFAR-10 publishes only an MD5) are right."""
+    digest = hashlib.new(algorithm)
     received = 0
     with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response, \
             _partial_file(target) as out:
@@ -469,10 +471,9 @@ def _fetch(url, target, sha256):
         # http.client ends a short read silently when the server closes the connection early.
         if expected_size is not None and received != expected_size:
             raise DataError(f'transfer ended after {received} of {expected_size} bytes')
-        out.flush()
-        received_sha256 = file_sha256(out.name)
-        if received_sha256 != sha256:
-            raise DataError(f'SHA-256 {received_sha256} differs from the expected {sha256}')
+        if digest.hexdigest() != expected:
+            name = {'sha256': 'SHA-256', 'md5': 'MD5'}.get(algorithm, algorithm)
+            raise DataError(f'{name} {digest.hexdigest()} differs from the expected {expected}')
 
 
 def file_sha256(path):

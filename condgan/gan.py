@@ -38,11 +38,12 @@ class CGan:
     def __init__(self, dataset, epochs=None, batch_size=None, z_dim=None, generator_name='generator',
                  alpha=None, smooth=None, learning_rate=None, beta1=None,
                  out_dir=None, seed=None, max_to_keep=None, precision=None, xla=None,
-                 classes=None, image_shape=None, class_names=None, variant=None):
+                 classes=None, image_shape=None, class_names=None, variant=None, data_source=None):
         """`classes` and `image_shape` describe a model without a dataset (generation only);
         with a dataset they come from it. `class_names` name the classes in pictures and
         commands (default: their values). `variant` 'modern' trains the opt-in networks and
-        losses (see model.py).
+        losses (see model.py). `data_source` says where an image folder's model came from
+        (folders.FolderImages.source), for `evaluate` and `synthesize`; None for the book's datasets.
 
         A setting left None is a resumed run's own (`fit(resume=True)`), else its default:
         epochs 1, batch_size 32, z_dim 96, alpha 0.2, smooth 0.1, variant 'book', Adam's
@@ -67,6 +68,7 @@ class CGan:
         self.data = Data(tuple(image_shape), tuple(np.asarray(classes).tolist()), class_names)
         self.config, self.settings, self.class_names = resolved(self.data, self.request)
         self.max_value = 255 if dataset is None else dataset.max_value
+        self.data_source = data_source
         self.legacy_generation = False
         self.generator_weights = None          # {variable name: array} once trained or loaded
         self.step_losses = np.zeros((0, 3))    # rows of (step, d_loss, g_loss)
@@ -135,7 +137,8 @@ class CGan:
         self.close()
         self.config, self.settings, self.class_names = run.config, run.settings, run.class_names
         training = Training(self.config, self.settings, self.dataset, self.model_dir,
-                            self.generator_name, {'class_names': list(self.class_names)})
+                            self.generator_name, {'class_names': list(self.class_names),
+                                                  'data_source': self.data_source})
         try:
             training.run(run.resume, save_every_n, max_steps, tensorboard, evaluation, eval_every)
         finally:  # what was saved, also when training stops with an error
@@ -240,7 +243,7 @@ class CGan:
                   image_shape=config['image_shape'], variant=config.get('variant'),
                   precision='float32',
                   generator_name=generator_name or record.get('checkpoint_name', 'generator'),
-                  class_names=record.get('class_names'))
+                  class_names=record.get('class_names'), data_source=record.get('data_source'))
         gan.model_dir = os.path.abspath(ckpt_dir)
         gan.load_checkpoint(gan.model_dir)
         return gan
@@ -281,6 +284,7 @@ class CGan:
         del state['format']
         if 'config' not in state:  # written before the configuration was one object
             state = from_first_layout(state)
+        state.setdefault('data_source', None)  # written before image folders
         self.__dict__.update(state)
         self.dataset = None
         self._generation = None

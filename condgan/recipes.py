@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from condgan import datasets
+from condgan import cifar10, datasets
 
 # The book's hyperparameters, the same for the three recipes.
 BATCH_SIZE = 32
@@ -49,6 +49,8 @@ RECIPES = {
     'emnist': Recipe('EMNIST Balanced letters and digits (47 classes)', 'emnist', 32,
                      datasets.load_emnist,
                      lambda data_dir: datasets.emnist_label_names('balanced', data_dir)),
+    # 1,563 steps an epoch: 25 epochs are DCGAN's usual budget on CIFAR-10.
+    'cifar10': Recipe('CIFAR-10 colour photographs', 'cifar10', 25, cifar10.load_cifar10, cifar10.class_names),
 }
 # The recipes by their dataset: each dataset's loader and class names (EMNIST: Balanced).
 DATASETS = {recipe.dataset: recipe for recipe in RECIPES.values()}  # mnist, fashion, emnist
@@ -66,19 +68,26 @@ def training_parser(name, recipe):
         prog=f'run_{name}.py',
         description=f"Train a conditional GAN on {recipe.title} with the book's recipe "
                     f"(its defaults below), then draw every class.")
-    data_folder = ("the folder that holds NIST's gzip/ folder (or that gzip/ folder)"
-                   if recipe.dataset == 'emnist' else "the folder with the dataset's files")
+    data_folder = {'emnist': "the folder that holds NIST's gzip/ folder (or that gzip/ folder)",
+                   'cifar10': "the folder that holds cifar-10-batches-bin/ (or that folder)"}.get(
+        recipe.dataset, "the folder with the dataset's files")
     parser.add_argument(
         '--data-dir', type=existing_folder,
         help=f"{data_folder}; missing files are downloaded into it. Default: "
              f"$CGAN_DATA_DIR/{recipe.dataset} if CGAN_DATA_DIR is set (never written to), "
              f"else the per-user cache ~/.cache/cgan/{recipe.dataset}")
+    add_run_flags(parser, name, recipe.epochs)
+    return parser
+
+
+def add_run_flags(parser, name, epochs):
+    """The flags of every training run, a recipe's or an image folder's (commands.py)."""
     parser.add_argument('--out-dir', type=folder_or_new, default=OUT_DIR,
                         help=f'the run goes into OUT_DIR/{name}/ (default: {OUT_DIR})')
     # A setting's default is None, "not given": --resume then takes the run's own
     # (run_settings.settle), a new run the recipe's.
     parser.add_argument('--epochs', type=positive_int,
-                        help=f'passes over the training images (default: {recipe.epochs}, or '
+                        help=f'passes over the training images (default: {epochs}, or '
                              f'with --resume the run\'s own)')
     parser.add_argument('--max-steps', type=positive_int,
                         help='stop after this many training steps in all, for a quick look '
@@ -109,7 +118,6 @@ def training_parser(name, recipe):
                              f'--epochs and --max-steps count from step 0 and may grow; a '
                              f'setting not given is the run\'s own, one given must be it; a '
                              f'folder without a checkpoint starts afresh')
-    return parser
 
 
 def variant_defaults(setting):

@@ -16,11 +16,14 @@ of GENERATE_BATCH, so memory stays flat however many are asked for.
 """
 import argparse
 import json
+import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from condgan import datasets
@@ -88,6 +91,70 @@ def trained_step(gan):
     if len(gan.step_losses):
         return int(gan.step_losses[-1, 0])
     return getattr(gan, 'checkpoint_step', None)
+
+
+def synthesize_folder(gan, out_dir, counts, seed, replace=False, model=None):
+    """Write `counts[class value]` images of each class from `gan` into `out_dir` as an image
+    folder that `cgan.py train` reads: `<class name>/<number>.png` (an unconditional model's
+    `counts[None]` images loose in it), and synthesis.json. The folder is written beside
+    `out_dir` and renamed into place at the end, so it is whole or absent.
+
+    Refused: the folder the model was trained on (or one inside it), a class name that is no
+    folder name, and an `out_dir` that holds files, unless `replace` and they are an earlier
+    synthesis (its synthesis.json)."""
+    from condgan import folders
+    out_dir = Path(out_dir)
+    source = (gan.data_source or {}).get('folder')
+    if source and (out_dir.resolve() == Path(source) or Path(source) in out_dir.resolve().parents):
+        raise ValueError(f'{out_dir} is inside the folder {source} that the model was trained on: '
+                         f'write the synthesized images elsewhere')
+    for name in gan.class_names:
+        folders.check_class_name(name, out_dir, 'write IDX files instead (without --folders)')
+    check_counts(gan, counts)
+    existing = sorted(path.name for path in out_dir.iterdir()) if out_dir.is_dir() else []
+    if existing and not (replace and RECORD_FILE in existing):
+        raise FileExistsError(f'{out_dir} is not empty ({", ".join(existing[:3])}): choose a new folder'
+                              + ('' if replace else ', or replace an earlier synthesis (--replace)'))
+    partial = out_dir.with_name(f'.{out_dir.name}.partial')
+    shutil.rmtree(partial, ignore_errors=True)  # left by a synthesis that was killed
+    partial.mkdir(parents=True)
+    try:
+        written = 0
+        with tqdm(total=sum(counts.values()), unit='image', desc=str(out_dir)) as progress:
+            for value, count in counts.items():
+                position = None if value is None else list(gan.classes).index(value)
+                class_folder = partial if value is None else partial / gan.class_names[position]
+                class_folder.mkdir(exist_ok=True)
+                for batch_number, start in enumerate(range(0, count, GENERATE_BATCH)):
+                    size = min(GENERATE_BATCH, count - start)
+                    batch_seed = int(np.random.SeedSequence(
+                        [seed, batch_number, -1 if position is None else position]).generate_state(1)[0])
+                    images = to_pixels(gan.generate_new(target_class=-1 if value is None else value,
+                                                        rows=1, cols=size, plot=False, seed=batch_seed))
+                    for number, pixels in enumerate(images, start):
+                        Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(
+                            class_folder / f'{number:05d}.png')
+                    written += size
+                    progress.update(size)
+        record = {'model': None if model is None else str(model),
+                  'step': trained_step(gan),
+                  'layout': 'image folder', 'seed': seed, 'images': written,
+                  'counts': {'' if value is None else gan.class_names[list(gan.classes).index(value)]: count
+                             for value, count in counts.items()}}
+        write_text(partial / RECORD_FILE, json.dumps(record, indent=2) + '\n')
+        if out_dir.exists():
+            shutil.rmtree(out_dir) if existing else out_dir.rmdir()
+        os.replace(partial, out_dir)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return record
+
+
+def check_counts(gan, counts):
+    unknown = [value for value in counts if value is not None and value not in list(gan.classes)]
+    if unknown:
+        raise ValueError(f"unknown class {unknown[0]}: the model knows {list(gan.classes)}")
 
 
 def generated_pixels(gan, labels, seed, transposed, progress):
@@ -222,6 +289,10 @@ def parser():
                         help="the model's dataset, when its name is not a recipe's")
     parser.add_argument('--data-dir', help="the real dataset's folder, for EMNIST's class names when "
                                            "the model holds none (default: as the loaders find it)")
+    parser.add_argument('--folders', action='store_true',
+                        help="write an image folder, class folders of PNG files that `cgan.py "
+                             "train` reads, instead of IDX files (always, for a model trained on "
+                             "an image folder)")
     parser.add_argument('--replace', action='store_true',
                         help='replace the dataset that the output folder already holds')
     return parser
@@ -237,6 +308,14 @@ def main(argv=None):
         refuse_a_dataset(Path(options.out_dir))
     from condgan import evaluate  # TensorFlow: only once the arguments are known to be good
     gan = model_from(options)
+    if gan.data_source or options.folders:
+        counts = mix_counts(gan, options.mix) if options.mix else \
+            {value: options.per_class for value in gan.classes or [None]}
+        record = synthesize_folder(gan, options.out_dir, counts, options.seed, options.replace,
+                                   model=model_name(options))
+        print(f"{record['images']} images of {len(counts)} classes: {options.out_dir}/<class name>/*.png, "
+              f"{Path(options.out_dir) / RECORD_FILE}")
+        return
     dataset = evaluate.dataset_of(gan, options.dataset)
     counts = mix_counts(gan, options.mix) if options.mix else \
         {value: options.per_class for value in gan.classes}
