@@ -145,11 +145,11 @@ class TrainingData:
     labels: np.ndarray         # (N,), or None: an unconditional model
     class_names: list          # by class value, in order
     record: dict               # run.json's 'data': what the run was trained on
-    epochs: int = 1            # the default of --epochs: the recipe's, or FOLDER_EPOCHS
     source: dict = None        # CGan.data_source: where an image folder's model came from
     # The resumed run's 'data' -> the 'data' to record, or a refusal if the data changed.
     resumed_record: Callable = lambda recorded: recorded
     keep: Callable = lambda run_dir: None  # writes what a resume reuses (a folder's cache)
+    epochs: int = 1            # the default of --epochs: the recipe's, or FOLDER_EPOCHS
 
 
 def train_recipe(name, argv=None):

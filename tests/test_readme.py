@@ -9,7 +9,7 @@ The convention the README follows:
   and a per-user cache of their own: a command may use what an earlier one left (runs/mnist).
   `python` is the interpreter of the tests. A command repeated word for word runs once, at
   its first place (its later tests say so).
-- A training command (`python run_*.py`) trains TINY_STEPS steps: its `--max-steps N` becomes
+- A training command (`python run_*.py`, `python cgan.py train`) trains TINY_STEPS steps: its `--max-steps N` becomes
   `--max-steps 2`, and one without --max-steps gets it.
 - A command that cannot run here (AWS, the test suite itself, a model of the reader's own)
   is marked in the README, with its reason, either
@@ -89,7 +89,7 @@ def runnable(command):
     arguments = shlex.split(command)
     if arguments[0] == 'python':
         arguments[0] = sys.executable
-        if len(arguments) > 1 and re.fullmatch(r'run_\w+\.py', arguments[1]):
+        if len(arguments) > 1 and re.fullmatch(r'run_\w+\.py', arguments[1]) or arguments[1:3] == ['cgan.py', 'train']:
             arguments = tiny(arguments)
     return arguments
 
@@ -124,6 +124,7 @@ def test_the_readme_has_commands_and_marks_are_understood():
         ('pip install x', 'CI does it'), ('python run_mnist.py --max-steps 9 --seed 0', None)]
     assert runnable(marked[1][1])[1:] == ['run_mnist.py', '--max-steps', '2', '--seed', '0']
     assert runnable('python run_zalando.py')[1:] == ['run_zalando.py', '--max-steps', '2']
+    assert runnable('python cgan.py train my_images/')[1:] == ['cgan.py', 'train', 'my_images/', '--max-steps', '2']
 
 
 @pytest.mark.parametrize('command, reason', [(c, r) for _, c, r in COMMANDS],
