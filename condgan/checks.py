@@ -19,6 +19,15 @@ def whole_number(name, value, minimum=1, maximum=None):
     return value
 
 
+def random_seed(name, value):
+    """`value`, if it seeds NumPy's generator: a whole number of at least 0, or a sequence of
+    them (entropy for a SeedSequence, such as [seed, class position])."""
+    parts = value if isinstance(value, (list, tuple)) and value else [value]
+    for part in parts:
+        whole_number(name, part, 0)
+    return value
+
+
 def real_number(name, value, minimum=None, maximum=None, above=None, below=None):
     """`value` as a float, if it is a finite number in the bounds given: `minimum` <= value
     <= `maximum`, `above` < value < `below`."""

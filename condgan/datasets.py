@@ -456,7 +456,6 @@ def _download(name, file_name, target):
 def _fetch(url, target, expected, algorithm='sha256'):
     """Download url to target, which appears only once its size and checksum (`expected`, by
     hashlib's `algorithm`: CIFAR-10 publishes only an MD5) are right."""
-    digest = hashlib.new(algorithm)
     received = 0
     with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response, \
             _partial_file(target) as out:
@@ -471,15 +470,22 @@ def _fetch(url, target, expected, algorithm='sha256'):
         # http.client ends a short read silently when the server closes the connection early.
         if expected_size is not None and received != expected_size:
             raise DataError(f'transfer ended after {received} of {expected_size} bytes')
-        if digest.hexdigest() != expected:
+        out.flush()
+        received_digest = file_digest(out.name, algorithm)
+        if received_digest != expected:
             name = {'sha256': 'SHA-256', 'md5': 'MD5'}.get(algorithm, algorithm)
-            raise DataError(f'{name} {digest.hexdigest()} differs from the expected {expected}')
+            raise DataError(f'{name} {received_digest} differs from the expected {expected}')
 
 
 def file_sha256(path):
     """The SHA-256 of the file at `path`, as hex: what the downloads are checked against, and
     what a run records of its data files."""
-    digest = hashlib.sha256()
+    return file_digest(path, 'sha256')
+
+
+def file_digest(path, algorithm):
+    """The checksum of the file at `path` by hashlib's `algorithm`, as hex."""
+    digest = hashlib.new(algorithm)
     with open(path, 'rb') as f:
         while chunk := f.read(1 << 20):
             digest.update(chunk)

@@ -14,7 +14,7 @@ import numpy as np
 
 from condgan import checkpoints, pretrained
 from condgan.generation import GeneratorSession, generator_inputs, grid_layout
-from condgan.checks import whole_number
+from condgan.checks import random_seed, whole_number
 from condgan.model import ModelConfig
 from condgan.pictures import from_pixels, images_grid, plot_images, plot_losses
 from condgan.run_settings import Data, resolved, settle
@@ -161,7 +161,7 @@ class CGan:
         """
         rows, cols = whole_number('rows', rows), whole_number('cols', cols)
         if seed is not None:
-            whole_number('seed', seed, 0)
+            random_seed('seed', seed)
         if target_class == -1 or not self.num_classes:
             positions = grid_layout(self.num_classes, rows, cols)
         else:
@@ -179,7 +179,7 @@ class CGan:
             raise ValueError("an unconditional model has no classes to interpolate between")
         steps = whole_number('steps', steps, 2)
         if seed is not None:
-            whole_number('seed', seed, 0)
+            random_seed('seed', seed)
         one_hot = np.eye(self.num_classes, dtype=np.float32)
         start, end = one_hot[self.class_position(start_class)], one_hot[self.class_position(end_class)]
         weights = np.linspace(0, 1, steps, dtype=np.float32)[:, None]
