@@ -17,7 +17,7 @@ archive is deleted once extracted.
 import hashlib
 import os
 import tarfile
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 import numpy as np
 
@@ -58,24 +58,14 @@ def class_names(data_dir=None):
 def data_files(split='train', data_dir=None):
     """The .bin files of `split` and the class names file, made from the archive if missing."""
     datasets._check_split(split)
-    offline_root = os.environ.get('CGAN_DATA_DIR')
-    if data_dir is not None:
-        folder = Path(data_dir)
-    elif offline_root:
-        folder = Path(offline_root) / 'cifar10'
-    else:
-        folder = datasets._cache_root() / 'cifar10'
+    folder = datasets.dataset_folder('cifar10', data_dir)
     if folder.name != FOLDER:
         folder = folder / FOLDER
     paths = [folder / name for name in (*SPLIT_FILES[split], META_FILE)]
     missing = [path for path in paths if not path.is_file()]
     if not missing:
         return paths
-    if data_dir is None and offline_root:
-        raise FileNotFoundError(
-            f'{missing[0]} is missing. CGAN_DATA_DIR={offline_root} is an offline data folder '
-            f'that nothing is downloaded into: put the files there, pass --data-dir, or unset '
-            f'CGAN_DATA_DIR to download into {datasets._cache_root() / "cifar10"}.')
+    datasets.refuse_offline_download('cifar10', data_dir, missing[0])
     archive = folder.parent / ARCHIVE
     folder.parent.mkdir(parents=True, exist_ok=True)
     downloaded = not archive.is_file()

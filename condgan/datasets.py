@@ -375,18 +375,31 @@ def _cache_root():
     return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'cgan'
 
 
+def dataset_folder(name, data_dir):
+    """Where dataset `name`'s files are: `data_dir`, else $CGAN_DATA_DIR/<name>, else the cache."""
+    if data_dir is not None:
+        return Path(data_dir)
+    offline_root = os.environ.get('CGAN_DATA_DIR')
+    return Path(offline_root) / name if offline_root else _cache_root() / name
+
+
+def refuse_offline_download(name, data_dir, missing):
+    """A FileNotFoundError when `missing` would be downloaded into $CGAN_DATA_DIR: an offline
+    copy, often shared and read-only, that nothing is downloaded into."""
+    offline_root = os.environ.get('CGAN_DATA_DIR')
+    if data_dir is None and offline_root:
+        raise FileNotFoundError(
+            f'{missing} is missing. CGAN_DATA_DIR={offline_root} is an offline data folder '
+            f'that nothing is downloaded into: put the files there, pass --data-dir, or unset '
+            f'CGAN_DATA_DIR to download into {_cache_root() / name}.')
+
+
 def _find_files(name, file_names, data_dir, emnist_subset=None):
     """The paths of a dataset's files, downloading missing ones where that is allowed.
 
     For EMNIST a download of NIST's zip extracts all the files of `emnist_subset`.
     """
-    offline_root = os.environ.get('CGAN_DATA_DIR')
-    if data_dir is not None:
-        folder = Path(data_dir)
-    elif offline_root:
-        folder = Path(offline_root) / name
-    else:
-        folder = _cache_root() / name
+    folder = dataset_folder(name, data_dir)
     if name == 'emnist' and folder.name != 'gzip':
         folder = folder / 'gzip'
     paths = [folder / file_name for file_name in file_names]
@@ -397,12 +410,7 @@ def _find_files(name, file_names, data_dir, emnist_subset=None):
     missing = [path for path in paths if not path.is_file()]
     if not missing:
         return paths
-    if data_dir is None and offline_root:
-        # CGAN_DATA_DIR is an offline copy, often shared and read-only: never download into it.
-        raise FileNotFoundError(
-            f'{missing[0]} is missing. CGAN_DATA_DIR={offline_root} is an offline data folder '
-            f'that nothing is downloaded into: put the file there, pass data_dir, or unset '
-            f'CGAN_DATA_DIR to download into {_cache_root() / name}.')
+    refuse_offline_download(name, data_dir, missing[0])
     folder.mkdir(parents=True, exist_ok=True)
     if name == 'emnist':
         _download_emnist(folder, emnist_subset)
