@@ -142,9 +142,14 @@ def synthesize_folder(gan, out_dir, counts, seed, replace=False, model=None):
                   'counts': {'' if value is None else gan.class_names[list(gan.classes).index(value)]: count
                              for value, count in counts.items()}}
         write_text(partial / RECORD_FILE, json.dumps(record, indent=2) + '\n')
-        if out_dir.exists():
-            shutil.rmtree(out_dir) if existing else out_dir.rmdir()
-        os.replace(partial, out_dir)
+        if out_dir.exists():  # an earlier synthesis goes only once the new one is in its place
+            replaced = out_dir.with_name(f'.{out_dir.name}.replaced')
+            shutil.rmtree(replaced, ignore_errors=True)
+            os.replace(out_dir, replaced)
+            os.replace(partial, out_dir)
+            shutil.rmtree(replaced)
+        else:
+            os.replace(partial, out_dir)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
