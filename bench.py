@@ -11,13 +11,20 @@ step alternating so that a change of load hits all of them.
 change shows on its own in one run: PRECISION, then +book_layers for the original's layer
 ops, +xla for XLA, +modern for the modern variant's networks.
 
+--image-shape times other image sizes, as an image folder's model has them: the MNIST digits
+resized to HxW (nearest neighbour) and, for 3 channels, gray repeated into RGB. The pixels do
+not change a step's cost; the shape does. Each kind's peak memory is that of a process of its
+own that builds and trains only that kind (--memory-of, run by bench.py itself).
+
     python bench.py --batch 32 --variants float32+book_layers float32 float32+xla [--json]
+    python bench.py --image-shape 64x64x3 --variants mixed_bfloat16+modern
 """
 import argparse
 import contextlib
 import json
-import resource
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -26,6 +33,7 @@ import tensorflow as tf
 from condgan import layers, model
 from condgan.datasets import Dataset, load_mnist
 from condgan.gan import CGan
+from condgan.recipes import OneLineErrorParser
 from condgan.generation import session_config
 from condgan.training import build_training_graph, epoch_batches, training_feed
 
@@ -33,7 +41,7 @@ tf1 = tf.compat.v1
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineErrorParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--data-dir', help='MNIST folder (default: the loaders\' usual search)')
     parser.add_argument('--batch', type=int, default=32, help='batch size (default 32)')
     parser.add_argument('--steps', type=int, default=20, help='training steps per timed run')
@@ -44,26 +52,38 @@ def main():
                              'e.g. float32+book_layers float32 float32+xla float32+modern')
     parser.add_argument('--generate-counts', nargs='+', type=int, default=[1, 100, 1000],
                         metavar='N', help='generate_new sizes to time (default 1 100 1000)')
+    parser.add_argument('--image-shape', type=image_shape, default=(28, 28, 1), metavar='HxWxC',
+                        help='the images\' height, width and channels (default 28x28x1, MNIST\'s)')
+    parser.add_argument('--memory-of', metavar='KIND', help=argparse.SUPPRESS)  # one kind, for its peak memory
     parser.add_argument('--json', action='store_true', help='print one JSON object last')
     args = parser.parse_args()
 
+    height, width, channels = args.image_shape
     images, labels = load_mnist('train', args.data_dir)
-    dataset = Dataset(images, labels, channels=1, seed=0)
+    dataset = Dataset(images, labels, width=width, height=height, channels=channels, seed=0)
     gan = CGan(dataset, batch_size=args.batch, learning_rate=0.0002, seed=0)
     variants = {name: CGan(dataset, batch_size=args.batch, learning_rate=0.0002, seed=0,
                            precision=name.split('+')[0], xla='+xla' in name,
                            variant='modern' if '+modern' in name else 'book')
                 for name in args.variants}
+    if args.memory_of:
+        print(json.dumps(memory_alone(args.memory_of, gan, variants, args)))
+        return
     figures = {'batch': args.batch, 'steps': args.steps, 'repeats': args.repeats,
+               'image_shape': list(gan.image_shape),  # as the graphs were built
                'default_settings': {'precision': gan.precision, 'xla': gan.settings.xla}}
     figures.update(training_speed(gan, variants, args))
-    figures['peak_rss_mb'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    figures['peak_rss_mb'] = peak_rss_mb()
     figures['generate_seconds'] = generation_latency(gan, args.generate_counts)
+    figures['memory_mb'] = {name: memory_in_own_process(name, args) for name in figures['train_img_per_sec']}
 
-    print(f"batch {args.batch}, images/s of training (median of {args.repeats} runs of {args.steps} steps; "
-          f"spread = (max - min) / median):")
+    print(f"{height}x{width}x{channels} images, batch {args.batch}, images/s of training (median of "
+          f"{args.repeats} runs of {args.steps} steps; spread = (max - min) / median), and the peak "
+          f"resident memory of a process training that kind alone (before its graph was built):")
     for name, rate in figures['train_img_per_sec'].items():
-        print(f"  {name:<24} {rate:7.1f}   spread {figures['spread'][name]:.0%}")
+        memory = figures['memory_mb'][name]
+        print(f"  {name:<24} {rate:7.1f}   spread {figures['spread'][name]:.0%}   "
+              f"{memory['peak']:6,} MB ({memory['before_graph']:,})")
     print(f"speedup of the default step over the book-style step: {figures['speedup']:.2f}x")
     print(f"graph ops: {figures['graph_ops']['before']} before training, {figures['graph_ops']['after']} after")
     print(f"peak resident memory: {figures['peak_rss_mb']} MB")
@@ -76,41 +96,49 @@ def main():
         print(json.dumps(figures))
 
 
+def image_shape(text):
+    """'32x32x3' -> (32, 32, 3): an argparse type."""
+    try:
+        height, width, channels = (int(part) for part in text.split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HxWxC, such as 32x32x3") from None
+    if height < 1 or width < 1 or channels not in (1, 3):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected positive sizes and 1 or 3 channels")
+    return height, width, channels
+
+
+def memory_in_own_process(kind, args):
+    """The resident memory, in MB, of a child bench.py that builds and trains only `kind`:
+    {'before_graph': with TensorFlow and the data loaded, 'peak': after its steps}."""
+    command = [sys.executable, __file__, '--memory-of', kind, '--batch', str(args.batch),
+               '--steps', str(args.steps), '--warmup', str(args.warmup),
+               '--image-shape', 'x'.join(map(str, args.image_shape)), '--variants', *args.variants]
+    if args.data_dir:
+        command += ['--data-dir', args.data_dir]
+    child = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
+def memory_alone(kind, gan, variants, args):
+    """What `memory_in_own_process` reports, measured in this process for `kind` alone."""
+    before = peak_rss_mb()
+    steps, sessions, _ = build_steps(gan, variants, args, kinds={kind})
+    for i in range(args.warmup + args.steps):
+        steps[kind](sessions[kind], i)
+    return {'before_graph': before, 'peak': peak_rss_mb()}
+
+
+def peak_rss_mb():
+    """This process's peak resident memory in MB. Linux's VmHWM, not getrusage: a child
+    started by fork and exec inherits the parent's ru_maxrss, but not its VmHWM."""
+    with open('/proc/self/status') as status:
+        kilobytes = next(line.split()[1] for line in status if line.startswith('VmHWM:'))
+    return round(int(kilobytes) / 1024)
+
+
 def training_speed(gan, variants, args):
     """Images per second of each kind of step, median over interleaved timed runs."""
-    # The original computed in float32, whatever the project's default precision.
-    with book_layers():
-        book = BookStyleGraph(CGan(gan.dataset, batch_size=args.batch, learning_rate=0.0002,
-                                   seed=0, precision='float32'))
-    batches = iter(gan.dataset.get_batches(args.batch, rng=np.random.default_rng(0)))
-
-    def book_step(session, i):
-        nonlocal batches
-        try:
-            images, one_hot = next(batches)
-        except StopIteration:
-            batches = iter(gan.dataset.get_batches(args.batch, rng=np.random.default_rng(i)))
-            images, one_hot = next(batches)
-        book.run_step(session, images, one_hot)
-
-    def project_step(name, gan):
-        with book_layers() if '+book_layers' in name else contextlib.nullcontext():
-            net = build_training_graph(gan.config, gan.settings)
-        epoch = epoch_batches(len(gan.dataset.data), args.batch, 0, 0)[:-1]  # full batches only
-
-        def step(session, i):
-            feed = training_feed(net, gan.dataset, epoch[i % len(epoch)], i, gan.learning_rate)
-            session.run([net.train_step, net.d_loss, net.g_loss], feed)
-        return net, step
-
-    nets, steps = {}, {'book_style': book_step}
-    for name, variant in {'default': gan, **variants}.items():
-        nets[name], steps[name] = project_step(name, variant)
-    graphs = {'book_style': book.graph, **{name: net.graph for name, net in nets.items()}}
-    sessions = {name: tf1.Session(graph=graph, config=session_config()) for name, graph in graphs.items()}
-    sessions['book_style'].run(book.initializer)
-    for name, net in nets.items():
-        sessions[name].run(net.initializer)
+    steps, sessions, nets = build_steps(gan, variants, args)
     ops_before = len(nets['default'].graph.get_operations())
     for name, step in steps.items():
         for i in range(args.warmup):
@@ -135,6 +163,50 @@ def training_speed(gan, variants, args):
             'spread': {name: (max(v) - min(v)) / medians[name] for name, v in rates.items()},
             'graph_ops': {'before': ops_before, 'after': ops_after},
             'batch_preparation_us': preparation_us}
+
+
+def build_steps(gan, variants, args, kinds=None):
+    """For each kind of step (all, or those in `kinds`): a function step(session, i) that runs
+    training step i, and an initialized session of its graph; and the project's nets by kind."""
+    def book_style():
+        # The original computed in float32, whatever the project's default precision.
+        with book_layers():
+            book = BookStyleGraph(CGan(gan.dataset, batch_size=args.batch, learning_rate=0.0002,
+                                       seed=0, precision='float32'))
+        batches = iter(gan.dataset.get_batches(args.batch, rng=np.random.default_rng(0)))
+
+        def step(session, i):
+            nonlocal batches
+            try:
+                images, one_hot = next(batches)
+            except StopIteration:
+                batches = iter(gan.dataset.get_batches(args.batch, rng=np.random.default_rng(i)))
+                images, one_hot = next(batches)
+            book.run_step(session, images, one_hot)
+        return book.graph, book.initializer, step
+
+    def project(name, gan):
+        with book_layers() if '+book_layers' in name else contextlib.nullcontext():
+            net = build_training_graph(gan.config, gan.settings)
+        epoch = epoch_batches(len(gan.dataset.data), args.batch, 0, 0)[:-1]  # full batches only
+
+        def step(session, i):
+            feed = training_feed(net, gan.dataset, epoch[i % len(epoch)], i, gan.learning_rate)
+            session.run([net.train_step, net.d_loss, net.g_loss], feed)
+        nets[name] = net
+        return net.graph, net.initializer, step
+
+    builders = {'book_style': book_style, 'default': lambda: project('default', gan),
+                **{name: lambda name=name: project(name, variants[name]) for name in variants}}
+    if kinds is not None and not kinds <= set(builders):
+        raise SystemExit(f"bench.py: unknown kind {sorted(kinds - set(builders))}; expected one of {sorted(builders)}")
+    nets, steps, sessions = {}, {}, {}
+    for name, build in builders.items():
+        if kinds is None or name in kinds:
+            graph, initializer, steps[name] = build()
+            sessions[name] = tf1.Session(graph=graph, config=session_config())
+            sessions[name].run(initializer)
+    return steps, sessions, nets
 
 
 @contextlib.contextmanager

@@ -19,19 +19,28 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_bench_reports_speeds_memory_ops_and_generation_as_json(tmp_path):
+    """At an image folder's shape (32x32 RGB), not MNIST's."""
     result = subprocess.run(
         [sys.executable, str(REPO / 'bench.py'), '--batch', '8', '--steps', '1', '--repeats', '1',
-         '--warmup', '1', '--variants', 'float32+book_layers', '--generate-counts', '1', '6', '--json'],
+         '--warmup', '1', '--variants', 'float32+book_layers', '--generate-counts', '1', '6',
+         '--image-shape', '32x32x3', '--json'],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
         env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'})
     assert result.returncode == 0, result.stderr[-2000:]
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     rates = figures['train_img_per_sec']
     assert figures['batch'] == 8
+    assert figures['image_shape'] == [32, 32, 3]
     assert set(rates) == {'book_style', 'default', 'float32+book_layers'}
+    # Each kind's memory, from a process of its own: the graph and its steps take some.
+    assert set(figures['memory_mb']) == set(rates)
+    for memory in figures['memory_mb'].values():
+        assert 100 <= memory['before_graph'] < memory['peak'] < 64_000
     # The table for people says what the JSON says.
     for name, rate in rates.items():
-        assert re.search(rf'^  {re.escape(name)} +{rate:.1f}   spread', result.stdout, re.MULTILINE)
+        memory = figures['memory_mb'][name]
+        assert re.search(rf"^  {re.escape(name)} +{rate:.1f}   spread \d+% +{memory['peak']:,} MB "
+                         rf"\({memory['before_graph']:,}\)$", result.stdout, re.MULTILINE)
     assert f"book-style step: {figures['speedup']:.2f}x" in result.stdout
     assert figures['graph_ops']['before'] == figures['graph_ops']['after']
     # In MB (getrusage gives KB): a process that has loaded TensorFlow holds hundreds of them.
@@ -41,6 +50,14 @@ def test_bench_reports_speeds_memory_ops_and_generation_as_json(tmp_path):
     assert set(figures['generate_seconds']) == {'1', '6'}
     assert all(0 < warm <= first for first, warm in figures['generate_seconds'].values())
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_bench_refuses_a_shape_it_cannot_build_in_one_line():
+    result = subprocess.run([sys.executable, str(REPO / 'bench.py'), '--image-shape', '32x32x4'],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == ("bench.py: error: argument --image-shape: '32x32x4': "
+                                              "expected positive sizes and 1 or 3 channels (see --help)")
 
 
 def op_types(build):
