@@ -262,6 +262,11 @@ class Judge:
         if list(gan.classes) != self.classes:
             raise ValueError(f"the model's classes {list(gan.classes)} are not {self.dataset}'s "
                              f"{self.classes}")
+        # Names that are more than the class values (an image folder's) must be the dataset's.
+        names = list(gan.class_names)
+        if names != [str(value) for value in gan.classes] and names != list(self.class_names):
+            raise ValueError(f"the model's classes are named {names} but {self.dataset}'s are "
+                             f"{list(self.class_names)}: it was trained on other classes")
 
     def evaluate_generator(self, generate, per_class=100):
         """The figures of `evaluate` for `per_class` images of each class from

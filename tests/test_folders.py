@@ -351,6 +351,23 @@ def test_evaluate_judges_a_folder_model_on_its_held_out_images(tmp_path):
             r'shapes changed since the model was trained on it')
 
 
+def test_evaluate_against_a_dataset_refuses_a_folder_model_of_other_class_names(tmp_path):
+    """A folder of ten gray 28x28 classes fits MNIST's shape and class values, but its classes
+    are not MNIST's digits: judged as MNIST it would get another class's figures."""
+    names = [f'kind {letter}' for letter in 'abcdefghij']
+    rng = np.random.default_rng(0)
+    for name in names:
+        (tmp_path / 'kinds' / name).mkdir(parents=True)
+        for number in range(2):
+            Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(
+                tmp_path / 'kinds' / name / f'{number}.png')
+    trained(train(tmp_path / 'kinds', tmp_path / 'runs', '--max-steps', '1'))
+    environment = {**os.environ, 'XDG_CACHE_HOME': str(tmp_path / 'cache')}
+    refused(command_with(environment, 'evaluate', tmp_path / 'runs' / 'kinds', '--dataset', 'mnist'), 2,
+            r"the model's classes are named \['kind a', 'kind b', .*\] but mnist's are \['0', '1', ")
+    assert not (tmp_path / 'cache' / 'cgan').exists()  # refused before any classifier training
+
+
 def command_with(environment, *arguments):
     """`cgan.py` with its own environment (a cache of its own for the classifier)."""
     return subprocess.run([sys.executable, str(REPO / 'cgan.py'), *map(str, arguments)],
