@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from condgan.aws.hyperparameters import to_arguments
+from condgan.hyperparameters import to_arguments
 
 ROOT_VARIABLE = "CGAN_SAGEMAKER_ROOT"
 CHANNEL = "training"

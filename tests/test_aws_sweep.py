@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from condgan.aws.hyperparameters import to_arguments
+from condgan.hyperparameters import to_arguments
 from condgan.recipes import RECIPES, training_parser
 
 pytest_plugins = ["aws_fixtures"]

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from condgan.aws.hyperparameters import to_hyperparameters
+from condgan.hyperparameters import to_hyperparameters
 from synthetic import random_images, write_idx_pair
 
 STEPS, SAVE_EVERY = 40, 4

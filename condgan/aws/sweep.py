@@ -25,13 +25,14 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
+from condgan import archives
 from condgan.datasets import file_sha256
+from condgan.hyperparameters import to_hyperparameters
 from condgan.recipes import RECIPES
 
-from . import archives, catalog, resources, storage
+from . import catalog, resources, storage
 from .catalog import MANAGED_TAG
 from .cloud import CloudError, error_code
-from .hyperparameters import to_hyperparameters
 
 JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
 MAX_JOB_NAME = 63
@@ -358,7 +359,10 @@ def fetch(cloud, options):
             except ClientError as error:
                 raise CloudError(f"{name}: cannot download {artifact} "
                                  f"({error_code(error)})") from None
-            archives.extract_safely(archive, target, artifact)
+            try:
+                archives.extract_safely(archive, target, artifact)
+            except archives.ArchiveError as error:
+                raise CloudError(str(error)) from None
         cloud.out(f"{name}: {target}/")
 
 
