@@ -74,13 +74,14 @@ def test_user_data_runs_the_recipe_and_copies_to_the_run_folder():
     text = user_data()
     assert text.startswith("#!/bin/bash\n")
     assert len(text.encode()) < 16 * 1024  # EC2's limit for user data
-    assert "readonly RECIPE=mnist" in text
+    assert "readonly RUN_NAME=mnist" in text
     assert f"readonly RUN_URI={RUN_URI}" in text
     assert bash_array(text, "TRAIN_ARGS") == [
         "--out-dir", "/opt/cgan/runs", "--data-dir", "/opt/cgan/data", "--epochs", "2",
         "--learning-rate", "0.0002", "--seed", "0", "--resume"]
-    assert '"run_$RECIPE.py" "${TRAIN_ARGS[@]}"' in text
-    assert 'aws s3 sync --only-show-errors "$WORK/runs/$RECIPE" "$RUN_URI/output/$RECIPE"' in text
+    assert bash_array(text, "TRAIN_SCRIPT") == ["run_mnist.py"]
+    assert '"${TRAIN_SCRIPT[@]}" "${TRAIN_ARGS[@]}"' in text
+    assert 'aws s3 sync --only-show-errors "$WORK/runs/$RUN_NAME" "$RUN_URI/output/$RUN_NAME"' in text
     assert "readonly MAX_MINUTES=360" in text
     assert "--publish 127.0.0.1:8888:8888" in text  # Jupyter on the loopback only
 

@@ -137,7 +137,7 @@ def test_dry_run_shows_every_call_and_needs_no_credentials(monkeypatch, tmp_path
     assert '"MarketType": "spot"' in printed
     assert "<your public IP>/32" in printed
     assert not any(world in printed for world in WORLD)
-    assert "  | readonly RECIPE=mnist" in printed
+    assert "  | readonly RUN_NAME=mnist" in printed
     assert not (tmp_path / ".ssh").exists()
 
 
@@ -198,7 +198,7 @@ def test_launch_starts_a_locked_down_instance_that_terminates_itself(local_aws, 
 
     user_data = base64.b64decode(ec2.describe_instance_attribute(
         InstanceId=instance_id, Attribute="userData")["UserData"]["Value"]).decode()
-    assert "readonly RECIPE=mnist" in user_data
+    assert "readonly RUN_NAME=mnist" in user_data
     assert f"readonly RUN_URI=s3://{bucket}/runs/{run_id}" in user_data
     assert bash_array(user_data, "TRAIN_ARGS") == [
         "--out-dir", "/opt/cgan/runs", "--data-dir", "/opt/cgan/data", "--epochs", "2"]
