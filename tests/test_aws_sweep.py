@@ -77,7 +77,7 @@ def test_launch_creates_one_correct_job_per_variant_and_seed(local_aws, data):
         assert hyperparameters["sagemaker_submit_directory"] == (
             f"s3://{BUCKET}/sweeps/cmp/code/project.tar.gz")
         assert hyperparameters["sagemaker_program"] == "sagemaker_train.py"
-        assert to_arguments(hyperparameters)[:2] == ("mnist", 100)
+        assert to_arguments(hyperparameters)[:2] == ({"recipe": "mnist"}, 100)
         assert set(to_arguments(hyperparameters)[2]) == {
             "--max-steps", "30000", "--variant", variant, "--seed", str(seed)}
         tags = {tag["Key"]: tag["Value"] for tag in

@@ -32,7 +32,7 @@ def opt_ml(root, channel, flags=FLAGS, evaluate_per_class=0):
     """SageMaker's tree: the hyperparameters as strings, the channel, empty checkpoints."""
     config = root / "input" / "config"
     config.mkdir(parents=True)
-    hyperparameters = {**to_hyperparameters("mnist", flags, evaluate_per_class),
+    hyperparameters = {**to_hyperparameters({"recipe": "mnist"}, flags, evaluate_per_class),
                        "sagemaker_program": "sagemaker_train.py"}  # the toolkit's own keys
     (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
     (root / "checkpoints").mkdir()
