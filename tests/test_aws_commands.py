@@ -1,15 +1,20 @@
 """Every `python -m aws` command, against moto's server on 127.0.0.1 (never the real AWS)."""
 
 import base64
+import hashlib
 import http.server
+import io
+import json
 import subprocess
 import sys
+import tarfile
 import threading
 
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
+from condgan import folders
 from condgan.aws.__main__ import main
 from condgan.aws.resources import MANAGED
 from condgan.recipes import RECIPES, training_parser
@@ -18,6 +23,8 @@ pytest_plugins = ["aws_fixtures"]  # moto's server, and an environment sealed of
 pytest.register_assert_rewrite("aws_fixtures")
 from aws_fixtures import OPEN_DRIVER_NEW, free_port  # noqa: E402 (after the line above)
 from test_aws_bootstrap import bash_array  # noqa: E402
+from test_folders import write_bad_folder, write_folder  # noqa: E402
+from test_recipes import command  # noqa: E402
 
 MY_ADDRESS = "203.0.113.7/32"
 WORLD = ("0.0.0.0/0", "::/0")
@@ -518,3 +525,132 @@ def test_cleanup_leaves_nothing_behind_and_can_run_again(local_aws, tmp_path, mo
     assert iam.list_instance_profiles(PathPrefix="/cgan/")["InstanceProfiles"] == []
     assert not (tmp_path / "home" / ".ssh" / "cgan-us-east-1.pem").exists()
     assert run("cleanup", "--yes") == (0, "Nothing of the tool's is left in us-east-1.", "")
+
+
+# ------------------------------------------------------------------ launch --folder DIR
+
+FOLDER_NAME = "Mes images été"  # spaces and Unicode: the run folder's name on the instance
+FOLDER_FLAGS = ("--size", "16", "--channels", "3", "--skip-unreadable", "--max-steps", "5")
+
+
+def image_folder(tmp_path):
+    """Two classes of three 16x16 PNGs, one nested; and files that are no images."""
+    folder = write_folder(tmp_path / FOLDER_NAME, per_class=3, classes=("a", "b"))
+    (folder / ".DS_Store").write_bytes(b"\0\1")
+    (folder / "b" / "notes.txt").write_text("not an image")
+    return folder
+
+
+def recording_session(calls):
+    """A boto3 session that writes down (operation, Key) of every S3 call it makes."""
+    session = boto3.Session()
+    session.events.register("provide-client-params.s3", lambda params, model, **_: calls.append(
+        (model.name, params.get("Key"))))
+    return session
+
+
+def archive_members(key):
+    body = boto3.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        return body, {member.name: tar.extractfile(member).read() for member in tar}
+
+
+def test_launch_from_a_folder_uploads_it_once_and_trains_from_it(local_aws, tmp_path):
+    folder = image_folder(tmp_path)
+    finished = cli(*LAUNCH_FOLDER, str(folder), *FOLDER_FLAGS)
+    assert finished.returncode == 0, finished.stderr
+    run_id = finished.stdout.split("Launched run ")[1].split()[0]
+    assert run_id.startswith("mes-images-ete-2")
+    assert f"{folder}: 6 images of 2 classes, as 16x16x3" in finished.stdout
+
+    # One archive of the folder's images, named by its SHA-256, with nothing else in it.
+    [key] = keys_under("folders/")
+    body, members = archive_members(key)
+    sha256 = hashlib.sha256(body).hexdigest()
+    assert key == f"folders/{sha256}.tar"
+    manifest = folders.scan(folder).manifest
+    assert sorted(members) == sorted(manifest)
+    assert {path: hashlib.sha256(content).hexdigest() for path, content in members.items()} == manifest
+
+    user_data = user_data_of(run_id)
+    assert f"readonly FOLDER_URI=s3://{BUCKET}/{key}" in user_data
+    assert f"readonly FOLDER_SHA256={sha256}" in user_data
+    assert bash_array(user_data, "TRAIN_SCRIPT") == ["cgan.py", "train",
+                                                     f"/opt/cgan/folders/{FOLDER_NAME}"]
+    assert bash_array(user_data, "TRAIN_ARGS") == ["--out-dir", "/opt/cgan/runs", *FOLDER_FLAGS]
+    assert f"readonly RUN_NAME='{FOLDER_NAME}'" in user_data
+    script = tmp_path / "user-data.sh"
+    script.write_text(user_data)
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    record = json.loads(boto3.client("s3").get_object(
+        Bucket=BUCKET, Key=f"runs/{run_id}/launch.json")["Body"].read())
+    assert record["folder"] == {"name": FOLDER_NAME, "uri": f"s3://{BUCKET}/{key}",
+                                "sha256": sha256}
+    assert f"{run_id}: the image folder {FOLDER_NAME} on a g5.xlarge" in cli("status", run_id).stdout
+
+    # The same files again: the archive is re-used, not uploaded again.
+    calls = []
+    status, printed, errors = run(*LAUNCH_FOLDER, str(folder), *FOLDER_FLAGS,
+                                  session=recording_session(calls))
+    assert status == 0, errors
+    assert [operation for operation, called in calls if called == key] == ["HeadObject"]
+    assert "uploaded before, re-used" in printed
+    second = printed.split("Launched run ")[1].split()[0]
+    assert f"readonly FOLDER_URI=s3://{BUCKET}/{key}" in user_data_of(second)
+    assert keys_under("folders/") == [key]
+
+    # A changed folder is a new archive.
+    (folder / "a" / "000.png").unlink()
+    assert run(*LAUNCH_FOLDER, str(folder))[0] == 0
+    assert len(keys_under("folders/")) == 2
+
+
+def test_a_folder_run_continues_from_its_own_run_folder(local_aws, tmp_path):
+    folder = image_folder(tmp_path)
+    earlier = cli(*LAUNCH_FOLDER, str(folder)).stdout.split("Launched run ")[1].split()[0]
+    put_run_folder(earlier, {f"output/{FOLDER_NAME}/run.json": b"{}"})
+    status, printed, errors = run(*LAUNCH_FOLDER, str(folder), "--resume", earlier)
+    assert status == 0, errors
+    user_data = user_data_of(printed.split("Launched run ")[1].split()[0])
+    assert f"readonly RESUME_URI='s3://{BUCKET}/runs/{earlier}/output/{FOLDER_NAME}'" in user_data
+    assert bash_array(user_data, "TRAIN_ARGS") == ["--out-dir", "/opt/cgan/runs", "--resume"]
+
+
+def keys_under(prefix):
+    listed = boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+    return sorted(item["Key"] for item in listed.get("Contents", []))
+
+
+LAUNCH_FOLDER = ("launch", "--instance-type", "g5.xlarge", "--ssh-cidr", MY_ADDRESS, "--folder")
+
+
+@pytest.mark.parametrize("case", ["truncated", "text", "unreadable", "empty class", "mixed",
+                                  "no images", "size"])
+def test_a_bad_folder_is_refused_as_cgan_train_refuses_it_before_any_aws_call(local_aws,
+                                                                             tmp_path, case):
+    folder_flags = ["--size", "18"] if case == "size" else []
+    if case == "no images":
+        folder = tmp_path / "empty"
+        folder.mkdir()
+        (folder / "notes.txt").write_text("no picture here")
+    else:
+        folder, _ = write_bad_folder(tmp_path, "truncated" if case == "size" else case)
+    finished = cli(*LAUNCH_FOLDER, str(folder), *folder_flags)
+    assert_one_line_error(finished)
+    trained_here = command("cgan.py", "train", folder, "--out-dir", tmp_path / "runs",
+                           *folder_flags, cwd=tmp_path)
+    said_here = trained_here.stderr.strip().splitlines()[-1]
+    assert said_here.startswith("cgan.py train: error: ")
+    assert finished.stderr.strip() == "error: " + said_here.removeprefix("cgan.py train: error: ")
+    assert_nothing_in_the_account()
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--recipe", "mnist", "--folder", "x"], "argument --folder: not allowed with argument --recipe"),
+    ([], "one of the arguments --recipe --folder is required"),
+    (["--folder", "x", "--data-dir", "y"], "cgan.py train: error: unrecognized arguments: --data-dir y"),
+    (["--folder", "x", "--channels", "2"], "argument --channels: invalid choice: 2"),
+])
+def test_a_launch_trains_a_recipe_or_a_folder(monkeypatch, tmp_path, argv, expected):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    assert_one_line_error(cli("launch", *argv), expected)
