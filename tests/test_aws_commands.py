@@ -599,10 +599,13 @@ def test_launch_from_a_folder_uploads_it_once_and_trains_from_it(local_aws, tmp_
     assert f"readonly FOLDER_URI=s3://{BUCKET}/{key}" in user_data_of(second)
     assert keys_under("folders/") == [key]
 
-    # A changed folder is a new archive.
+    # A changed folder is a new archive, uploaded.
     (folder / "a" / "000.png").unlink()
-    assert run(*LAUNCH_FOLDER, str(folder))[0] == 0
-    assert len(keys_under("folders/")) == 2
+    calls.clear()
+    assert run(*LAUNCH_FOLDER, str(folder), session=recording_session(calls))[0] == 0
+    [new_key] = set(keys_under("folders/")) - {key}
+    assert [operation for operation, called in calls if called == new_key] == [
+        "HeadObject", "PutObject"]
 
 
 def test_a_folder_run_continues_from_its_own_run_folder(local_aws, tmp_path):

@@ -1,6 +1,7 @@
 """`python -m aws sweep`: SageMaker training jobs for variants x seeds, against moto's server on
 127.0.0.1 (moto records the jobs, answers Completed at once and runs nothing)."""
 
+import hashlib
 import io
 import json
 import tarfile
@@ -10,6 +11,8 @@ import numpy as np
 import pytest
 from botocore.awsrequest import AWSResponse
 
+from condgan import folders
+from condgan.commands import folder_training_parser
 from condgan.hyperparameters import to_arguments
 from condgan.recipes import RECIPES, training_parser
 
@@ -17,7 +20,10 @@ pytest_plugins = ["aws_fixtures"]
 pytest.register_assert_rewrite("aws_fixtures")
 from aws_fixtures import free_port  # noqa: E402
 from synthetic import random_images, write_idx_pair  # noqa: E402
-from test_aws_commands import BUCKET, assert_one_line_error, cli, error, run  # noqa: E402
+from test_aws_commands import (BUCKET, FOLDER_FLAGS, FOLDER_NAME, archive_members,  # noqa: E402
+                               assert_nothing_in_the_account, assert_one_line_error, cli, error,
+                               image_folder, recording_session, run)
+from test_folders import write_bad_folder  # noqa: E402
 
 IMAGE = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/"
          "tensorflow-training:2.21.0-gpu-py312-cu129-amzn2023-sagemaker")
@@ -338,3 +344,62 @@ def test_the_sweep_commands_import_no_tensorflow(local_aws, data, tmp_path, monk
         finished = cli("sweep", command, "cmp", *(["--to", str(tmp_path / "home")]
                                                   if command in ("fetch", "report") else []))
         assert finished.returncode == 0, finished.stderr
+
+
+# ------------------------------------------------------------------ sweep launch --folder DIR
+
+def test_a_folder_sweep_reads_the_folders_one_archive_in_every_job(local_aws, tmp_path):
+    folder = image_folder(tmp_path)
+    finished = cli("sweep", "launch", "fol", "--folder", str(folder), "--seeds", "0", "1",
+                   *FOLDER_FLAGS)
+    assert finished.returncode == 0, finished.stderr
+    assert f"Sweep fol: the image folder {FOLDER_NAME}, 2 jobs" in finished.stdout
+    [key] = keys("folders/")
+    body, members = archive_members(key)
+    sha256 = hashlib.sha256(body).hexdigest()
+    assert key == f"folders/{sha256}.tar"
+    assert sorted(members) == sorted(folders.scan(folder).manifest)
+    assert keys("sweeps/fol/") == ["sweeps/fol/code/project.tar.gz", "sweeps/fol/sweep.json"]
+
+    sagemaker = boto3.client("sagemaker")
+    for seed in (0, 1):
+        job = sagemaker.describe_training_job(TrainingJobName=f"fol-book-s{seed}")
+        [channel] = job["InputDataConfig"]
+        assert channel["ChannelName"] == "training"
+        assert channel["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{BUCKET}/{key}"
+        source, per_class, arguments = to_arguments(job["HyperParameters"])
+        assert source == {"folder": FOLDER_NAME, "folder-sha256": sha256}
+        on_the_instance = folder_training_parser("cgan.py train").parse_args(
+            ["/opt/ml/input/folders/x", *arguments])
+        assert (on_the_instance.size, on_the_instance.channels, on_the_instance.skip_unreadable,
+                on_the_instance.max_steps, on_the_instance.seed) == (16, 3, True, 5, seed)
+    record = json.loads(boto3.client("s3").get_object(
+        Bucket=BUCKET, Key="sweeps/fol/sweep.json")["Body"].read())
+    assert record["data"] == {"uri": f"s3://{BUCKET}/{key}", "sha256": sha256}
+    policy = boto3.client("iam").get_role_policy(RoleName="cgan-sweep-fol", PolicyName="sweep")
+    assert {"Effect": "Allow", "Action": "s3:GetObject",
+            "Resource": f"arn:aws:s3:::{BUCKET}/{key}"} in policy["PolicyDocument"]["Statement"]
+
+    # `sweep status` finds the jobs' checkpoints in their folder-named run folders.
+    boto3.client("s3").put_object(
+        Bucket=BUCKET, Body=b"index",
+        Key=f"sweeps/fol/checkpoints/fol-book-s0/{FOLDER_NAME}/{FOLDER_NAME}-20.index")
+    status = cli("sweep", "status", "fol")
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.splitlines()[0].split()[-2:] == ["step", "20"]
+
+    # Another sweep of the same files reads the same object: nothing is uploaded again.
+    calls = []
+    status, _, errors = run("sweep", "launch", "again", "--folder", str(folder), *FOLDER_FLAGS,
+                            session=recording_session(calls))
+    assert status == 0, errors
+    assert [operation for operation, called in calls if called == key] == ["HeadObject"]
+    job = sagemaker.describe_training_job(TrainingJobName="again-book-s0")
+    assert job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{BUCKET}/{key}"
+
+
+def test_a_bad_folder_sweep_is_refused_before_any_aws_call(local_aws, tmp_path):
+    folder, _ = write_bad_folder(tmp_path, "text")
+    finished = cli("sweep", "launch", "fol", "--folder", str(folder))
+    assert_one_line_error(finished, "readme.png: unreadable (not an image Pillow reads)")
+    assert_nothing_in_the_account()
