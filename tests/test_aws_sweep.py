@@ -351,7 +351,7 @@ def test_the_sweep_commands_import_no_tensorflow(local_aws, data, tmp_path, monk
 def test_a_folder_sweep_reads_the_folders_one_archive_in_every_job(local_aws, tmp_path):
     folder = image_folder(tmp_path)
     finished = cli("sweep", "launch", "fol", "--folder", str(folder), "--seeds", "0", "1",
-                   *FOLDER_FLAGS)
+                   "--evaluate-per-class", "0", *FOLDER_FLAGS)
     assert finished.returncode == 0, finished.stderr
     assert f"Sweep fol: the image folder {FOLDER_NAME}, 2 jobs" in finished.stdout
     [key] = keys("folders/")
@@ -390,7 +390,8 @@ def test_a_folder_sweep_reads_the_folders_one_archive_in_every_job(local_aws, tm
 
     # Another sweep of the same files reads the same object: nothing is uploaded again.
     calls = []
-    status, _, errors = run("sweep", "launch", "again", "--folder", str(folder), *FOLDER_FLAGS,
+    status, _, errors = run("sweep", "launch", "again", "--folder", str(folder),
+                            "--evaluate-per-class", "0", *FOLDER_FLAGS,
                             session=recording_session(calls))
     assert status == 0, errors
     assert [operation for operation, called in calls if called == key] == ["HeadObject"]
@@ -398,8 +399,12 @@ def test_a_folder_sweep_reads_the_folders_one_archive_in_every_job(local_aws, tm
     assert job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{BUCKET}/{key}"
 
 
-def test_a_bad_folder_sweep_is_refused_before_any_aws_call(local_aws, tmp_path):
-    folder, _ = write_bad_folder(tmp_path, "text")
+@pytest.mark.parametrize("case, expected", [
+    ("text", "readme.png: unreadable (not an image Pillow reads)"),
+    ("small", "a: 1 held-out images; the jobs' evaluate needs at least 2 of each class"),
+])
+def test_a_bad_folder_sweep_is_refused_before_any_aws_call(local_aws, tmp_path, case, expected):
+    folder = write_bad_folder(tmp_path, case)[0] if case == "text" else image_folder(tmp_path)
     finished = cli("sweep", "launch", "fol", "--folder", str(folder))
-    assert_one_line_error(finished, "readme.png: unreadable (not an image Pillow reads)")
+    assert_one_line_error(finished, expected)
     assert_nothing_in_the_account()

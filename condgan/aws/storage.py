@@ -7,6 +7,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from botocore.exceptions import ClientError
 
 from condgan import archives, folders
@@ -72,6 +73,7 @@ class FolderArchive:
     path: Path     # the local archive
     sha256: str
     notes: list    # what `cgan.py train` says of the folder: images, classes, size, ...
+    held_out: dict  # {class name: images held out for evaluate}; {} for loose images
 
     @property
     def key(self):
@@ -89,7 +91,12 @@ def pack_image_folder(folder, training, scratch):
         sha256 = archives.pack_folder(folder, loaded.listing.manifest, archive)
     except (folders.FolderError, archives.ArchiveError) as error:
         raise CloudError(str(error)) from None
-    return FolderArchive(Path(folder).resolve().name or "folder", archive, sha256, loaded.notes)
+    _, held_out_labels = loaded.held_out_part()
+    held_out = ({} if held_out_labels is None else
+                dict(zip(loaded.class_names, np.bincount(held_out_labels,
+                                                         minlength=len(loaded.class_names)).tolist())))
+    return FolderArchive(Path(folder).resolve().name or "folder", archive, sha256, loaded.notes,
+                         held_out)
 
 
 def upload_once(cloud, folder, bucket):

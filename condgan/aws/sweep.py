@@ -114,6 +114,19 @@ def data_folder(options):
     return Path(folder), files
 
 
+def check_judgeable(folder):
+    """The jobs' evaluate figures of a folder model test its judge on the folder's held-out
+    images: evaluate (Judge.for_folder) needs classes, and 2 held-out images of each."""
+    if not folder.held_out:
+        raise CloudError(f"{folder.name} holds loose images, no classes: evaluate judges "
+                         "classes, so pass --evaluate-per-class 0.")
+    name, count = min(folder.held_out.items(), key=lambda item: item[1])
+    if count < 2:
+        raise CloudError(f"{folder.name}/{name}: {count} held-out images; the jobs' evaluate "
+                         "needs at least 2 of each class (a class of 15 images or more): add "
+                         "images, or pass --evaluate-per-class 0.")
+
+
 # ------------------------------------------------------------------------------- launch
 
 def launch(cloud, options):
@@ -121,6 +134,8 @@ def launch(cloud, options):
     with tempfile.TemporaryDirectory() as scratch:
         if options.folder:  # checked and packed here, before any AWS call
             folder, data = storage.pack_image_folder(options.folder, options.training, scratch), None
+            if options.evaluate_per_class:
+                check_judgeable(folder)
         else:
             folder, data = None, data_folder(options)
         image = options.image or catalog.sagemaker_image(cloud.region)
