@@ -159,12 +159,16 @@ def test_the_books_p3_is_a_choice_that_warns_about_its_image_and_price(monkeypat
     assert "$3.06/h on-demand against $0.80/h for a g6.xlarge" in printed
 
 
-def test_a_launch_command_does_not_import_tensorflow(tmp_path, monkeypatch):
-    # A laptop without TensorFlow: importing it fails.
+def without_tensorflow(tmp_path, monkeypatch):
+    """A laptop without TensorFlow, for the subprocesses: importing it fails."""
     fake = tmp_path / "no-tensorflow" / "tensorflow"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("raise ImportError('the aws commands imported tensorflow')")
     monkeypatch.setenv("PYTHONPATH", str(fake.parent))
+
+
+def test_a_launch_command_does_not_import_tensorflow(tmp_path, monkeypatch):
+    without_tensorflow(tmp_path, monkeypatch)
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("HOME", str(tmp_path))
     finished = cli("launch", "--recipe", "emnist", "--seed", "0", "--dry-run")
@@ -657,3 +661,15 @@ def test_a_bad_folder_is_refused_as_cgan_train_refuses_it_before_any_aws_call(lo
 def test_a_launch_trains_a_recipe_or_a_folder(monkeypatch, tmp_path, argv, expected):
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     assert_one_line_error(cli("launch", *argv), expected)
+
+
+def test_a_folder_launch_does_not_import_tensorflow(tmp_path, monkeypatch):
+    folder = image_folder(tmp_path)
+    without_tensorflow(tmp_path, monkeypatch)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    finished = cli("launch", "--folder", str(folder), "--dry-run")
+    assert finished.returncode == 0, finished.stderr
+    assert f"python cgan.py train '/opt/cgan/folders/{FOLDER_NAME}' --out-dir /opt/cgan/runs" in (
+        finished.stdout)
+    assert ". s3.upload_file(" in finished.stdout and "<the image folder" in finished.stdout

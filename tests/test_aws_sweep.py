@@ -22,7 +22,8 @@ from aws_fixtures import free_port  # noqa: E402
 from synthetic import random_images, write_idx_pair  # noqa: E402
 from test_aws_commands import (BUCKET, FOLDER_FLAGS, FOLDER_NAME, archive_members,  # noqa: E402
                                assert_nothing_in_the_account, assert_one_line_error, cli, error,
-                               image_folder, recording_session, run)
+                               image_folder, recording_session, run,
+                               without_tensorflow)
 from test_folders import write_bad_folder  # noqa: E402
 
 IMAGE = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/"
@@ -333,10 +334,7 @@ def test_a_sweep_name_is_used_once(local_aws, data):
 
 
 def test_the_sweep_commands_import_no_tensorflow(local_aws, data, tmp_path, monkeypatch):
-    fake = tmp_path / "no-tensorflow" / "tensorflow"  # a laptop without TensorFlow
-    fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text("raise ImportError('the sweep commands imported tensorflow')")
-    monkeypatch.setenv("PYTHONPATH", str(fake.parent))
+    without_tensorflow(tmp_path, monkeypatch)
     launch_comparison(data)
     for job in JOBS:
         put_output(job, {"evaluation.json": json.dumps(evaluation("book", 0, [0.5])).encode()})
