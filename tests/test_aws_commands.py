@@ -591,6 +591,10 @@ def test_launch_from_a_folder_uploads_it_once_and_trains_from_it(local_aws, tmp_
     assert record["folder"] == {"name": FOLDER_NAME, "uri": f"s3://{BUCKET}/{key}",
                                 "sha256": sha256}
     assert f"{run_id}: the image folder {FOLDER_NAME} on a g5.xlarge" in cli("status", run_id).stdout
+    put_run_folder(run_id, {f"output/{FOLDER_NAME}/{FOLDER_NAME}.pkl": b"pickle"})
+    fetched = cli("fetch", run_id, "--to", str(tmp_path / "home"))
+    assert fetched.returncode == 0, fetched.stderr
+    assert (tmp_path / "home" / FOLDER_NAME / f"{FOLDER_NAME}.pkl").read_bytes() == b"pickle"
 
     # The same files again: the archive is re-used, not uploaded again.
     calls = []

@@ -45,8 +45,8 @@ def launch(cloud, options):
     known = catalog.INSTANCE_TYPES.get(options.instance_type)
     flags = {**options.training, **({"resume": True} if options.resume else {})}
     with tempfile.TemporaryDirectory() as scratch:
-        folder = options.folder and storage.pack_image_folder(options.folder, options.training,
-                                                              scratch)
+        folder = (storage.pack_image_folder(options.folder, options.training, scratch)
+                  if options.folder is not None else None)
         run_name = folder.name if folder else options.recipe
         run_id = new_run_id(run_id_name(folder.name) if folder else options.recipe)
         script = training_script(options.recipe, folder and folder.name)

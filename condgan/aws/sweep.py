@@ -132,7 +132,7 @@ def check_judgeable(folder):
 def launch(cloud, options):
     jobs = plan(options, cloud.region)
     with tempfile.TemporaryDirectory() as scratch:
-        if options.folder:  # checked and packed here, before any AWS call
+        if options.folder is not None:  # checked and packed here, before any AWS call
             folder, data = storage.pack_image_folder(options.folder, options.training, scratch), None
             if options.evaluate_per_class:
                 check_judgeable(folder)
