@@ -4,6 +4,7 @@
 import hashlib
 import io
 import json
+import shutil
 import tarfile
 
 import boto3
@@ -400,9 +401,17 @@ def test_a_folder_sweep_reads_the_folders_one_archive_in_every_job(local_aws, tm
 @pytest.mark.parametrize("case, expected", [
     ("text", "readme.png: unreadable (not an image Pillow reads)"),
     ("small", "a: 1 held-out images; the jobs' evaluate needs at least 2 of each class"),
+    ("loose", "loose holds loose images, no classes: evaluate judges classes, so pass "
+              "--evaluate-per-class 0"),
 ])
 def test_a_bad_folder_sweep_is_refused_before_any_aws_call(local_aws, tmp_path, case, expected):
     folder = write_bad_folder(tmp_path, case)[0] if case == "text" else image_folder(tmp_path)
+    if case == "loose":
+        pictures = sorted(folder.rglob("*.png"))
+        folder = tmp_path / "loose"
+        folder.mkdir()
+        for number, picture in enumerate(pictures):
+            shutil.copy(picture, folder / f"{number}.png")
     finished = cli("sweep", "launch", "fol", "--folder", str(folder))
     assert_one_line_error(finished, expected)
     assert_nothing_in_the_account()

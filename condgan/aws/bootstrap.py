@@ -51,9 +51,8 @@ TEMPLATE = r"""#!/bin/bash
 # The Deep Learning AMI brings the NVIDIA driver, Docker and NVIDIA's container toolkit; the
 # project runs in a Python container on top, whatever the AMI's own Python and glibc. The
 # script trains one recipe or image folder, copies the run folder to S3 as it goes, then
-# powers the machine
-# off. The instance terminates on shutdown, so it stops costing money whether training
-# ends, fails, or runs into the time limit.
+# powers the machine off. The instance terminates on shutdown, so it stops costing money
+# whether training ends, fails, or runs into the time limit.
 set -euo pipefail
 
 readonly RUN_URI={{run_uri}}
