@@ -620,15 +620,29 @@ def test_launch_from_a_folder_uploads_it_once_and_trains_from_it(local_aws, tmp_
         "HeadObject", "PutObject"]
 
 
-def test_a_folder_run_continues_from_its_own_run_folder(local_aws, tmp_path):
+def test_a_folder_run_continues_from_its_own_run_folder_on_the_same_files(local_aws, tmp_path):
     folder = image_folder(tmp_path)
     earlier = cli(*LAUNCH_FOLDER, str(folder)).stdout.split("Launched run ")[1].split()[0]
-    put_run_folder(earlier, {f"output/{FOLDER_NAME}/run.json": b"{}"})
+    run_record = {"recipe": "folder", "data": {"files": folders.scan(folder).manifest}}
+    put_run_folder(earlier, {f"output/{FOLDER_NAME}/run.json": json.dumps(run_record).encode()})
     status, printed, errors = run(*LAUNCH_FOLDER, str(folder), "--resume", earlier)
     assert status == 0, errors
     user_data = user_data_of(printed.split("Launched run ")[1].split()[0])
     assert f"readonly RESUME_URI='s3://{BUCKET}/runs/{earlier}/output/{FOLDER_NAME}'" in user_data
     assert bash_array(user_data, "TRAIN_ARGS") == ["--out-dir", "/opt/cgan/runs", "--resume"]
+
+    # The folder changed since: refused here, as cgan.py train --resume would refuse it there.
+    (folder / "a" / "extra.png").write_bytes((folder / "a" / "000.png").read_bytes())
+    before = len(boto3.client("ec2").describe_instances()["Reservations"])
+    finished = cli(*LAUNCH_FOLDER, str(folder), "--resume", earlier)
+    assert_one_line_error(finished, f"{FOLDER_NAME} changed since run {earlier} started on it: "
+                                    "1 added (a/extra.png)", "--folder-changed")
+    assert len(boto3.client("ec2").describe_instances()["Reservations"]) == before
+    status, printed, errors = run(*LAUNCH_FOLDER, str(folder), "--resume", earlier,
+                                  "--folder-changed")
+    assert status == 0, errors
+    assert bash_array(user_data_of(printed.split("Launched run ")[1].split()[0]), "TRAIN_ARGS") == [
+        "--out-dir", "/opt/cgan/runs", "--folder-changed", "--resume"]
 
 
 def keys_under(prefix):

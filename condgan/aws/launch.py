@@ -12,6 +12,8 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
+from condgan import folders
+
 from . import catalog, resources, storage
 from .bootstrap import GPU_CHECK_STEPS, render_user_data, training_arguments, training_script
 from .catalog import RUN_TAG
@@ -64,6 +66,8 @@ def launch(cloud, options):
         image_id, root_device, login_user = find_image(cloud, options, family)
         price, price_note = hourly_price(cloud, options.instance_type, options.spot, known)
         resume_uri = options.resume and run_to_resume(cloud, options.resume, run_name, bucket)
+        if resume_uri and folder and not options.training.get("folder_changed"):
+            check_same_files(cloud, bucket, folder, options.resume)
 
         resources.ensure_bucket(cloud, bucket)
         prefix = resources.run_prefix(run_id)
@@ -124,13 +128,36 @@ def upload_data(cloud, data_dir, bucket):
     return f"s3://{bucket}/{data_prefix}"
 
 
+def resumed_run_folder(resume, run_name):
+    """The key prefix of the run folder of run `resume`, named `run_name`."""
+    return f"{resources.run_prefix(resume)}/output/{run_name}"
+
+
 def run_to_resume(cloud, resume, run_name, bucket):
     """Where the run folder of the run to continue is, once it is known to be there."""
-    prefix = f"{resources.run_prefix(resume)}/output/{run_name}"
+    prefix = resumed_run_folder(resume, run_name)
     if not storage.list_objects(cloud, bucket, prefix) and not cloud.dry_run:
         raise CloudError(f"--resume {resume}: s3://{bucket}/{prefix}/ holds no "
                          f"{run_name} run to continue.")
     return f"s3://{bucket}/{prefix}"
+
+
+def check_same_files(cloud, bucket, folder, resume):
+    """A resumed folder run goes on with the files it started with: the check that `cgan.py
+    train --resume` makes on the instance against its run.json, made here before a machine
+    is paid for. A record that cannot be read is left to the instance to judge."""
+    if cloud.dry_run:
+        return
+    text = storage.read_text(cloud, bucket, f"{resumed_run_folder(resume, folder.name)}/run.json")
+    try:
+        recorded = json.loads(text or "{}").get("data", {}).get("files")
+    except (ValueError, AttributeError):
+        return
+    change = recorded is not None and folders.changes(recorded, folder.manifest)
+    if change:
+        raise CloudError(f"{folder.name} changed since run {resume} started on it: {change}; "
+                         "pass --folder-changed to go on with it as it is now, or launch a "
+                         "new run without --resume.")
 
 
 def instance_request(options, run_id, bucket, image_id, root_device, login_user, key_name,

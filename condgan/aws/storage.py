@@ -74,6 +74,7 @@ class FolderArchive:
     sha256: str
     notes: list    # what `cgan.py train` says of the folder: images, classes, size, ...
     held_out: dict  # {class name: images held out for evaluate}; {} for loose images
+    manifest: dict  # {relative path: SHA-256}: what run.json records of the folder
 
     @property
     def key(self):
@@ -96,7 +97,7 @@ def pack_image_folder(folder, training, scratch):
                 dict(zip(loaded.class_names, np.bincount(held_out_labels,
                                                          minlength=len(loaded.class_names)).tolist())))
     return FolderArchive(Path(folder).resolve().name or "folder", archive, sha256, loaded.notes,
-                         held_out)
+                         held_out, loaded.listing.manifest)
 
 
 def upload_once(cloud, folder, bucket):
