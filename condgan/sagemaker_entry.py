@@ -1,14 +1,17 @@
-"""What a SageMaker training job of `python -m aws sweep` runs: one recipe, resumable, judged.
+"""What a SageMaker training job of `python -m aws sweep` runs: one recipe or image folder,
+resumable, judged.
 
 SageMaker lays out /opt/ml (or $CGAN_SAGEMAKER_ROOT, for tests) and runs this in the TensorFlow
 training image. It
 
 - reads the job's hyperparameters (/opt/ml/input/config/hyperparameters.json, strings, else
-  $SM_HPS) back into run_<recipe>.py's flags (condgan/aws/hyperparameters.py);
-- trains with the data of the `training` channel ($SM_CHANNEL_TRAINING) into the run folder
-  /opt/ml/checkpoints/<recipe>/, which SageMaker copies to the job's CheckpointConfig S3 URI
-  and back: a job that a Spot interruption restarted finds its run there and resumes it, at
-  the step of its newest checkpoint;
+  $SM_HPS) back into run_<recipe>.py's or `cgan.py train`'s flags (condgan/hyperparameters.py);
+- for an image folder, finds its archive in the `training` channel, checks its SHA-256 and
+  unpacks it safely into /opt/ml/input/folders/<the folder's name>/ (condgan/archives.py);
+- trains with the data of the `training` channel ($SM_CHANNEL_TRAINING), or that folder, into
+  the run folder /opt/ml/checkpoints/<recipe or folder name>/, which SageMaker copies to the
+  job's CheckpointConfig S3 URI and back: a job that a Spot interruption restarted finds its
+  run there and resumes it, at the step of its newest checkpoint;
 - on SIGTERM (a Spot interruption, a stop) passes it on to training, which saves a checkpoint
   after the step it is in (seconds, well within SageMaker's 120 s), and exits 143;
 - at the end writes the pickle, the pictures, the run's record and the evaluate figures of
@@ -26,32 +29,40 @@ import sys
 import tempfile
 from pathlib import Path
 
-from condgan.aws.hyperparameters import to_arguments
+from condgan.archives import ArchiveError, unpack_folder
+from condgan.hyperparameters import FOLDER, FOLDER_SHA256, RECIPE, to_arguments
 
 ROOT_VARIABLE = "CGAN_SAGEMAKER_ROOT"
 CHANNEL = "training"
 EVALUATION_FILE = "evaluation.json"
 STOPPED = 128 + signal.SIGTERM  # the exit status of a job stopped by SIGTERM
 # Training runs in a child process, so that this one hears SIGTERM whatever training does.
-TRAIN = "import sys; from condgan.commands import train_recipe; train_recipe(sys.argv[1], sys.argv[2:])"
+TRAIN_RECIPE = "import sys; from condgan.commands import train_recipe; train_recipe(sys.argv[1], sys.argv[2:])"
+TRAIN_FOLDER = "import sys; from condgan.commands import train_folder; train_folder(sys.argv[1:])"
 
 
 def main():
     root = Path(os.environ.get(ROOT_VARIABLE, "/opt/ml"))
-    recipe, per_class, arguments = to_arguments(hyperparameters(root))
+    source, per_class, arguments = to_arguments(hyperparameters(root))
     data_dir = os.environ.get(f"SM_CHANNEL_{CHANNEL.upper()}", str(root / "input" / "data" / CHANNEL))
     checkpoints = root / "checkpoints"
-    run_dir = checkpoints / recipe
+    if FOLDER in source:
+        try:
+            folder = unpacked_folder(root, data_dir, source[FOLDER], source[FOLDER_SHA256])
+        except ArchiveError as error:
+            print(error, file=sys.stderr)
+            return failed(root, str(error), 2)
+        run_name, command = source[FOLDER], [TRAIN_FOLDER, str(folder)]
+    else:
+        run_name, command = source[RECIPE], [TRAIN_RECIPE, source[RECIPE], "--data-dir", data_dir]
+    run_dir = checkpoints / run_name
     resume = ["--resume"] if any(run_dir.glob("*.index")) else []
-    status, last_line = train([sys.executable, "-c", TRAIN, recipe, *arguments, "--out-dir",
-                               str(checkpoints), "--data-dir", data_dir, *resume])
+    status, last_line = train([sys.executable, "-c", *command, *arguments, "--out-dir",
+                               str(checkpoints), *resume])
     if status == STOPPED:
         return status
-    if status:  # SageMaker shows this file as the job's FailureReason (`sweep status`)
-        failure = root / "output" / "failure"
-        failure.parent.mkdir(parents=True, exist_ok=True)
-        failure.write_text(last_line or f"training ended with exit status {status}")
-        return status
+    if status:
+        return failed(root, last_line or f"training ended with exit status {status}", status)
     model_dir = root / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
     copy_results(run_dir, model_dir)
@@ -59,6 +70,29 @@ def main():
         evaluation = evaluate_checkpoints(run_dir, data_dir, per_class)
         (model_dir / EVALUATION_FILE).write_text(json.dumps(evaluation, indent=2))
     return 0
+
+
+def failed(root, reason, status):
+    """Writes the file that SageMaker shows as the job's FailureReason (`sweep status`)."""
+    failure = root / "output" / "failure"
+    failure.parent.mkdir(parents=True, exist_ok=True)
+    failure.write_text(reason)
+    return status
+
+
+def unpacked_folder(root, channel, name, sha256):
+    """The image folder of the channel's archive (SHA256.tar, wherever SageMaker put it in the
+    channel), checked and unpacked into root/input/folders/NAME: anew at each start, so that a
+    restarted job trains on the archive's files and nothing else."""
+    archive = next(Path(channel).rglob(f"{sha256}.tar"), None)
+    if archive is None:
+        raise ArchiveError(f"the training channel {channel} holds no {sha256}.tar, the image "
+                           "folder's archive the job was launched with")
+    folder = root / "input" / "folders" / name
+    if folder.exists():
+        shutil.rmtree(folder)
+    unpack_folder(archive, sha256, folder)
+    return folder
 
 
 def hyperparameters(root):

@@ -1,15 +1,21 @@
 """Every `python -m aws` command, against moto's server on 127.0.0.1 (never the real AWS)."""
 
 import base64
+import hashlib
 import http.server
+import io
+import json
+import os
 import subprocess
 import sys
+import tarfile
 import threading
 
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
+from condgan import folders
 from condgan.aws.__main__ import main
 from condgan.aws.resources import MANAGED
 from condgan.recipes import RECIPES, training_parser
@@ -18,6 +24,8 @@ pytest_plugins = ["aws_fixtures"]  # moto's server, and an environment sealed of
 pytest.register_assert_rewrite("aws_fixtures")
 from aws_fixtures import OPEN_DRIVER_NEW, free_port  # noqa: E402 (after the line above)
 from test_aws_bootstrap import bash_array  # noqa: E402
+from test_folders import write_bad_folder, write_folder  # noqa: E402
+from test_recipes import command  # noqa: E402
 
 MY_ADDRESS = "203.0.113.7/32"
 WORLD = ("0.0.0.0/0", "::/0")
@@ -137,7 +145,7 @@ def test_dry_run_shows_every_call_and_needs_no_credentials(monkeypatch, tmp_path
     assert '"MarketType": "spot"' in printed
     assert "<your public IP>/32" in printed
     assert not any(world in printed for world in WORLD)
-    assert "  | readonly RECIPE=mnist" in printed
+    assert "  | readonly RUN_NAME=mnist" in printed
     assert not (tmp_path / ".ssh").exists()
 
 
@@ -152,12 +160,16 @@ def test_the_books_p3_is_a_choice_that_warns_about_its_image_and_price(monkeypat
     assert "$3.06/h on-demand against $0.80/h for a g6.xlarge" in printed
 
 
-def test_a_launch_command_does_not_import_tensorflow(tmp_path, monkeypatch):
-    # A laptop without TensorFlow: importing it fails.
+def without_tensorflow(tmp_path, monkeypatch):
+    """A laptop without TensorFlow, for the subprocesses: importing it fails."""
     fake = tmp_path / "no-tensorflow" / "tensorflow"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("raise ImportError('the aws commands imported tensorflow')")
     monkeypatch.setenv("PYTHONPATH", str(fake.parent))
+
+
+def test_a_launch_command_does_not_import_tensorflow(tmp_path, monkeypatch):
+    without_tensorflow(tmp_path, monkeypatch)
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("HOME", str(tmp_path))
     finished = cli("launch", "--recipe", "emnist", "--seed", "0", "--dry-run")
@@ -198,7 +210,7 @@ def test_launch_starts_a_locked_down_instance_that_terminates_itself(local_aws, 
 
     user_data = base64.b64decode(ec2.describe_instance_attribute(
         InstanceId=instance_id, Attribute="userData")["UserData"]["Value"]).decode()
-    assert "readonly RECIPE=mnist" in user_data
+    assert "readonly RUN_NAME=mnist" in user_data
     assert f"readonly RUN_URI=s3://{bucket}/runs/{run_id}" in user_data
     assert bash_array(user_data, "TRAIN_ARGS") == [
         "--out-dir", "/opt/cgan/runs", "--data-dir", "/opt/cgan/data", "--epochs", "2"]
@@ -518,3 +530,168 @@ def test_cleanup_leaves_nothing_behind_and_can_run_again(local_aws, tmp_path, mo
     assert iam.list_instance_profiles(PathPrefix="/cgan/")["InstanceProfiles"] == []
     assert not (tmp_path / "home" / ".ssh" / "cgan-us-east-1.pem").exists()
     assert run("cleanup", "--yes") == (0, "Nothing of the tool's is left in us-east-1.", "")
+
+
+# ------------------------------------------------------------------ launch --folder DIR
+
+FOLDER_NAME = "Mes images été"  # spaces and Unicode: the run folder's name on the instance
+FOLDER_FLAGS = ("--size", "16", "--channels", "3", "--skip-unreadable", "--max-steps", "5")
+
+
+def image_folder(tmp_path):
+    """Two classes of three 16x16 PNGs, one nested; and files that are no images."""
+    folder = write_folder(tmp_path / FOLDER_NAME, per_class=3, classes=("a", "b"))
+    (folder / ".DS_Store").write_bytes(b"\0\1")
+    (folder / "b" / "notes.txt").write_text("not an image")
+    return folder
+
+
+def recording_session(calls):
+    """A boto3 session that writes down (operation, Key) of every S3 call it makes."""
+    session = boto3.Session()
+    session.events.register("provide-client-params.s3", lambda params, model, **_: calls.append(
+        (model.name, params.get("Key"))))
+    return session
+
+
+def archive_members(key):
+    body = boto3.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        return body, {member.name: tar.extractfile(member).read() for member in tar}
+
+
+def test_launch_from_a_folder_uploads_it_once_and_trains_from_it(local_aws, tmp_path):
+    folder = image_folder(tmp_path)
+    finished = cli(*LAUNCH_FOLDER, str(folder), *FOLDER_FLAGS)
+    assert finished.returncode == 0, finished.stderr
+    run_id = finished.stdout.split("Launched run ")[1].split()[0]
+    assert run_id.startswith("mes-images-ete-2")
+    assert f"{folder}: 6 images of 2 classes, as 16x16x3" in finished.stdout
+
+    # One archive of the folder's images, named by its SHA-256, with nothing else in it.
+    [key] = keys_under("folders/")
+    body, members = archive_members(key)
+    sha256 = hashlib.sha256(body).hexdigest()
+    assert key == f"folders/{sha256}.tar"
+    manifest = folders.scan(folder).manifest
+    assert sorted(members) == sorted(manifest)
+    assert {path: hashlib.sha256(content).hexdigest() for path, content in members.items()} == manifest
+
+    user_data = user_data_of(run_id)
+    assert f"readonly FOLDER_URI=s3://{BUCKET}/{key}" in user_data
+    assert f"readonly FOLDER_SHA256={sha256}" in user_data
+    assert bash_array(user_data, "TRAIN_SCRIPT") == ["cgan.py", "train",
+                                                     f"/opt/cgan/folders/{FOLDER_NAME}"]
+    assert bash_array(user_data, "TRAIN_ARGS") == ["--out-dir", "/opt/cgan/runs", *FOLDER_FLAGS]
+    assert f"readonly RUN_NAME='{FOLDER_NAME}'" in user_data
+    script = tmp_path / "user-data.sh"
+    script.write_text(user_data)
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    record = json.loads(boto3.client("s3").get_object(
+        Bucket=BUCKET, Key=f"runs/{run_id}/launch.json")["Body"].read())
+    assert record["folder"] == {"name": FOLDER_NAME, "uri": f"s3://{BUCKET}/{key}",
+                                "sha256": sha256}
+    assert f"{run_id}: the image folder {FOLDER_NAME} on a g5.xlarge" in cli("status", run_id).stdout
+    put_run_folder(run_id, {f"output/{FOLDER_NAME}/{FOLDER_NAME}.pkl": b"pickle"})
+    fetched = cli("fetch", run_id, "--to", str(tmp_path / "home"))
+    assert fetched.returncode == 0, fetched.stderr
+    assert (tmp_path / "home" / FOLDER_NAME / f"{FOLDER_NAME}.pkl").read_bytes() == b"pickle"
+
+    # The same files again, touched since (the archive holds no times): it is re-used, not
+    # uploaded again.
+    for path in folder.rglob("*.png"):
+        os.utime(path, (1e9, 1e9))
+    calls = []
+    status, printed, errors = run(*LAUNCH_FOLDER, str(folder), *FOLDER_FLAGS,
+                                  session=recording_session(calls))
+    assert status == 0, errors
+    assert [operation for operation, called in calls if called == key] == ["HeadObject"]
+    assert "uploaded before, re-used" in printed
+    second = printed.split("Launched run ")[1].split()[0]
+    assert f"readonly FOLDER_URI=s3://{BUCKET}/{key}" in user_data_of(second)
+    assert keys_under("folders/") == [key]
+
+    # A changed folder is a new archive, uploaded.
+    (folder / "a" / "000.png").unlink()
+    calls.clear()
+    assert run(*LAUNCH_FOLDER, str(folder), session=recording_session(calls))[0] == 0
+    [new_key] = set(keys_under("folders/")) - {key}
+    assert [operation for operation, called in calls if called == new_key] == [
+        "HeadObject", "PutObject"]
+
+
+def test_a_folder_run_continues_from_its_own_run_folder_on_the_same_files(local_aws, tmp_path):
+    folder = image_folder(tmp_path)
+    earlier = cli(*LAUNCH_FOLDER, str(folder)).stdout.split("Launched run ")[1].split()[0]
+    run_record = {"recipe": "folder", "data": {"files": folders.scan(folder).manifest}}
+    put_run_folder(earlier, {f"output/{FOLDER_NAME}/run.json": json.dumps(run_record).encode()})
+    status, printed, errors = run(*LAUNCH_FOLDER, str(folder), "--resume", earlier)
+    assert status == 0, errors
+    user_data = user_data_of(printed.split("Launched run ")[1].split()[0])
+    assert f"readonly RESUME_URI='s3://{BUCKET}/runs/{earlier}/output/{FOLDER_NAME}'" in user_data
+    assert bash_array(user_data, "TRAIN_ARGS") == ["--out-dir", "/opt/cgan/runs", "--resume"]
+
+    # The folder changed since: refused here, as cgan.py train --resume would refuse it there.
+    (folder / "a" / "extra.png").write_bytes((folder / "a" / "000.png").read_bytes())
+    before = len(boto3.client("ec2").describe_instances()["Reservations"])
+    finished = cli(*LAUNCH_FOLDER, str(folder), "--resume", earlier)
+    assert_one_line_error(finished, f"{FOLDER_NAME} changed since run {earlier} started on it: "
+                                    "1 added (a/extra.png)", "--folder-changed")
+    assert len(boto3.client("ec2").describe_instances()["Reservations"]) == before
+    status, printed, errors = run(*LAUNCH_FOLDER, str(folder), "--resume", earlier,
+                                  "--folder-changed")
+    assert status == 0, errors
+    assert bash_array(user_data_of(printed.split("Launched run ")[1].split()[0]), "TRAIN_ARGS") == [
+        "--out-dir", "/opt/cgan/runs", "--folder-changed", "--resume"]
+
+
+def keys_under(prefix):
+    listed = boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+    return sorted(item["Key"] for item in listed.get("Contents", []))
+
+
+LAUNCH_FOLDER = ("launch", "--instance-type", "g5.xlarge", "--ssh-cidr", MY_ADDRESS, "--folder")
+
+
+@pytest.mark.parametrize("case", ["truncated", "text", "unreadable", "empty class", "mixed",
+                                  "no images", "size"])
+def test_a_bad_folder_is_refused_as_cgan_train_refuses_it_before_any_aws_call(local_aws,
+                                                                             tmp_path, case):
+    folder_flags = ["--size", "18"] if case == "size" else []
+    if case == "no images":
+        folder = tmp_path / "empty"
+        folder.mkdir()
+        (folder / "notes.txt").write_text("no picture here")
+    else:
+        folder, _ = write_bad_folder(tmp_path, "truncated" if case == "size" else case)
+    finished = cli(*LAUNCH_FOLDER, str(folder), *folder_flags)
+    assert_one_line_error(finished)
+    trained_here = command("cgan.py", "train", folder, "--out-dir", tmp_path / "runs",
+                           *folder_flags, cwd=tmp_path)
+    said_here = trained_here.stderr.strip().splitlines()[-1]
+    assert said_here.startswith("cgan.py train: error: ")
+    assert finished.stderr.strip() == "error: " + said_here.removeprefix("cgan.py train: error: ")
+    assert_nothing_in_the_account()
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--recipe", "mnist", "--folder", "x"], "argument --folder: not allowed with argument --recipe"),
+    ([], "one of the arguments --recipe --folder is required"),
+    (["--folder", "x", "--data-dir", "y"], "cgan.py train: error: unrecognized arguments: --data-dir y"),
+    (["--folder", "x", "--channels", "2"], "argument --channels: invalid choice: 2"),
+])
+def test_a_launch_trains_a_recipe_or_a_folder(monkeypatch, tmp_path, argv, expected):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    assert_one_line_error(cli("launch", *argv), expected)
+
+
+def test_a_folder_launch_does_not_import_tensorflow(tmp_path, monkeypatch):
+    folder = image_folder(tmp_path)
+    without_tensorflow(tmp_path, monkeypatch)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    finished = cli("launch", "--folder", str(folder), "--dry-run")
+    assert finished.returncode == 0, finished.stderr
+    assert f"python cgan.py train '/opt/cgan/folders/{FOLDER_NAME}' --out-dir /opt/cgan/runs" in (
+        finished.stdout)
+    assert ". s3.upload_file(" in finished.stdout and "<the image folder" in finished.stdout

@@ -1,8 +1,10 @@
 """`python -m aws sweep`: SageMaker training jobs for variants x seeds, against moto's server on
 127.0.0.1 (moto records the jobs, answers Completed at once and runs nothing)."""
 
+import hashlib
 import io
 import json
+import shutil
 import tarfile
 
 import boto3
@@ -10,14 +12,20 @@ import numpy as np
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from condgan.aws.hyperparameters import to_arguments
+from condgan import folders
+from condgan.commands import folder_training_parser
+from condgan.hyperparameters import to_arguments
 from condgan.recipes import RECIPES, training_parser
 
 pytest_plugins = ["aws_fixtures"]
 pytest.register_assert_rewrite("aws_fixtures")
 from aws_fixtures import free_port  # noqa: E402
 from synthetic import random_images, write_idx_pair  # noqa: E402
-from test_aws_commands import BUCKET, assert_one_line_error, cli, error, run  # noqa: E402
+from test_aws_commands import (BUCKET, FOLDER_FLAGS, FOLDER_NAME, archive_members,  # noqa: E402
+                               assert_nothing_in_the_account, assert_one_line_error, cli, error,
+                               image_folder, recording_session, run,
+                               without_tensorflow)
+from test_folders import write_bad_folder  # noqa: E402
 
 IMAGE = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/"
          "tensorflow-training:2.21.0-gpu-py312-cu129-amzn2023-sagemaker")
@@ -77,7 +85,7 @@ def test_launch_creates_one_correct_job_per_variant_and_seed(local_aws, data):
         assert hyperparameters["sagemaker_submit_directory"] == (
             f"s3://{BUCKET}/sweeps/cmp/code/project.tar.gz")
         assert hyperparameters["sagemaker_program"] == "sagemaker_train.py"
-        assert to_arguments(hyperparameters)[:2] == ("mnist", 100)
+        assert to_arguments(hyperparameters)[:2] == ({"recipe": "mnist"}, 100)
         assert set(to_arguments(hyperparameters)[2]) == {
             "--max-steps", "30000", "--variant", variant, "--seed", str(seed)}
         tags = {tag["Key"]: tag["Value"] for tag in
@@ -327,10 +335,7 @@ def test_a_sweep_name_is_used_once(local_aws, data):
 
 
 def test_the_sweep_commands_import_no_tensorflow(local_aws, data, tmp_path, monkeypatch):
-    fake = tmp_path / "no-tensorflow" / "tensorflow"  # a laptop without TensorFlow
-    fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text("raise ImportError('the sweep commands imported tensorflow')")
-    monkeypatch.setenv("PYTHONPATH", str(fake.parent))
+    without_tensorflow(tmp_path, monkeypatch)
     launch_comparison(data)
     for job in JOBS:
         put_output(job, {"evaluation.json": json.dumps(evaluation("book", 0, [0.5])).encode()})
@@ -338,3 +343,75 @@ def test_the_sweep_commands_import_no_tensorflow(local_aws, data, tmp_path, monk
         finished = cli("sweep", command, "cmp", *(["--to", str(tmp_path / "home")]
                                                   if command in ("fetch", "report") else []))
         assert finished.returncode == 0, finished.stderr
+
+
+# ------------------------------------------------------------------ sweep launch --folder DIR
+
+def test_a_folder_sweep_reads_the_folders_one_archive_in_every_job(local_aws, tmp_path):
+    folder = image_folder(tmp_path)
+    finished = cli("sweep", "launch", "fol", "--folder", str(folder), "--seeds", "0", "1",
+                   "--evaluate-per-class", "0", *FOLDER_FLAGS)
+    assert finished.returncode == 0, finished.stderr
+    assert f"Sweep fol: the image folder {FOLDER_NAME}, 2 jobs" in finished.stdout
+    [key] = keys("folders/")
+    body, members = archive_members(key)
+    sha256 = hashlib.sha256(body).hexdigest()
+    assert key == f"folders/{sha256}.tar"
+    assert sorted(members) == sorted(folders.scan(folder).manifest)
+    assert keys("sweeps/fol/") == ["sweeps/fol/code/project.tar.gz", "sweeps/fol/sweep.json"]
+
+    sagemaker = boto3.client("sagemaker")
+    for seed in (0, 1):
+        job = sagemaker.describe_training_job(TrainingJobName=f"fol-book-s{seed}")
+        [channel] = job["InputDataConfig"]
+        assert channel["ChannelName"] == "training"
+        assert channel["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{BUCKET}/{key}"
+        source, per_class, arguments = to_arguments(job["HyperParameters"])
+        assert source == {"folder": FOLDER_NAME, "folder-sha256": sha256}
+        on_the_instance = folder_training_parser("cgan.py train").parse_args(
+            ["/opt/ml/input/folders/x", *arguments])
+        assert (on_the_instance.size, on_the_instance.channels, on_the_instance.skip_unreadable,
+                on_the_instance.max_steps, on_the_instance.seed) == (16, 3, True, 5, seed)
+    record = json.loads(boto3.client("s3").get_object(
+        Bucket=BUCKET, Key="sweeps/fol/sweep.json")["Body"].read())
+    assert record["data"] == {"uri": f"s3://{BUCKET}/{key}", "sha256": sha256}
+    policy = boto3.client("iam").get_role_policy(RoleName="cgan-sweep-fol", PolicyName="sweep")
+    assert {"Effect": "Allow", "Action": "s3:GetObject",
+            "Resource": f"arn:aws:s3:::{BUCKET}/{key}"} in policy["PolicyDocument"]["Statement"]
+
+    # `sweep status` finds the jobs' checkpoints in their folder-named run folders.
+    boto3.client("s3").put_object(
+        Bucket=BUCKET, Body=b"index",
+        Key=f"sweeps/fol/checkpoints/fol-book-s0/{FOLDER_NAME}/{FOLDER_NAME}-20.index")
+    status = cli("sweep", "status", "fol")
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.splitlines()[0].split()[-2:] == ["step", "20"]
+
+    # Another sweep of the same files reads the same object: nothing is uploaded again.
+    calls = []
+    status, _, errors = run("sweep", "launch", "again", "--folder", str(folder),
+                            "--evaluate-per-class", "0", *FOLDER_FLAGS,
+                            session=recording_session(calls))
+    assert status == 0, errors
+    assert [operation for operation, called in calls if called == key] == ["HeadObject"]
+    job = sagemaker.describe_training_job(TrainingJobName="again-book-s0")
+    assert job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{BUCKET}/{key}"
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("text", "readme.png: unreadable (not an image Pillow reads)"),
+    ("small", "a: 1 held-out images; the jobs' evaluate needs at least 2 of each class"),
+    ("loose", "loose holds loose images, no classes: evaluate judges classes, so pass "
+              "--evaluate-per-class 0"),
+])
+def test_a_bad_folder_sweep_is_refused_before_any_aws_call(local_aws, tmp_path, case, expected):
+    folder = write_bad_folder(tmp_path, case)[0] if case == "text" else image_folder(tmp_path)
+    if case == "loose":
+        pictures = sorted(folder.rglob("*.png"))
+        folder = tmp_path / "loose"
+        folder.mkdir()
+        for number, picture in enumerate(pictures):
+            shutil.copy(picture, folder / f"{number}.png")
+    finished = cli("sweep", "launch", "fol", "--folder", str(folder))
+    assert_one_line_error(finished, expected)
+    assert_nothing_in_the_account()

@@ -80,3 +80,8 @@ def test_the_recipes_and_aws_commands_never_load_tensorflow():
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == 'False'
+
+
+def test_the_sagemaker_entry_point_imports_nothing_of_the_aws_commands():
+    # It runs in the job, after them in the module order; what both need lies below both.
+    assert not {name for name in import_graph()['condgan.sagemaker_entry'] if name.startswith('condgan.aws')}

@@ -1,6 +1,7 @@
 """The entry point of a sweep's SageMaker jobs, for real: SageMaker's /opt/ml tree under a
 temporary root, its SM_* variables, a few training steps of tiny MNIST-shaped data, a SIGTERM
-(a Spot interruption) mid-run and a second start on the same checkpoint folder."""
+(a Spot interruption) mid-run and a second start on the same checkpoint folder; and an image
+folder's archive as the channel, unpacked, trained on and resumed."""
 import json
 import os
 import signal
@@ -11,8 +12,10 @@ import time
 import numpy as np
 import pytest
 
-from condgan.aws.hyperparameters import to_hyperparameters
+from condgan import archives, folders
+from condgan.hyperparameters import to_hyperparameters
 from synthetic import random_images, write_idx_pair
+from test_folders import write_folder
 
 STEPS, SAVE_EVERY = 40, 4
 FLAGS = {"max_steps": STEPS, "save_every": SAVE_EVERY, "batch_size": 8, "z_dim": 8, "seed": 3}
@@ -28,11 +31,11 @@ def channel(tmp_path_factory):
     return folder
 
 
-def opt_ml(root, channel, flags=FLAGS, evaluate_per_class=0):
+def opt_ml(root, channel, flags=FLAGS, evaluate_per_class=0, source={"recipe": "mnist"}):
     """SageMaker's tree: the hyperparameters as strings, the channel, empty checkpoints."""
     config = root / "input" / "config"
     config.mkdir(parents=True)
-    hyperparameters = {**to_hyperparameters("mnist", flags, evaluate_per_class),
+    hyperparameters = {**to_hyperparameters(source, flags, evaluate_per_class),
                        "sagemaker_program": "sagemaker_train.py"}  # the toolkit's own keys
     (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
     (root / "checkpoints").mkdir()
@@ -113,3 +116,64 @@ def test_a_failed_job_says_why_in_sagemakers_failure_file(tmp_path, channel):
     assert "argument --beta1: must lie in [0, 1), got 2.0" in (
         tmp_path / "output" / "failure").read_text()
     assert not (tmp_path / "model").exists()
+
+
+FOLDER_NAME = "Mes images été"
+
+
+@pytest.fixture(scope="module")
+def folder_channel(tmp_path_factory):
+    """An image folder and a channel that holds its archive, as `sweep launch --folder` packs
+    it and SageMaker downloads it (SHA256.tar)."""
+    root = tmp_path_factory.mktemp("folder-channel")
+    folder = write_folder(root / FOLDER_NAME, per_class=4, classes=("a", "b"))
+    channel = root / "channel"
+    channel.mkdir()
+    sha256 = archives.pack_folder(folder, folders.scan(folder).manifest, root / "packed.tar")
+    (root / "packed.tar").rename(channel / f"{sha256}.tar")
+    return folder, channel, sha256
+
+
+def run_entry_point(environment):
+    return subprocess.run([sys.executable, "-m", "condgan.sagemaker_entry"], env=environment,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_folder_job_trains_on_its_archive_and_resumes_on_the_same_files(tmp_path,
+                                                                          folder_channel):
+    folder, channel, sha256 = folder_channel
+    source = {"folder": FOLDER_NAME, "folder-sha256": sha256}
+    flags = {"max_steps": 2, "save_every": 2, "batch_size": 4, "z_dim": 8, "seed": 3,
+             "size": 16, "skip_unreadable": True}
+    environment = opt_ml(tmp_path, channel, flags, source=source)
+    first = run_entry_point(environment)
+    assert first.returncode == 0, first.stderr[-3000:]
+    run_dir = tmp_path / "checkpoints" / FOLDER_NAME
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["data"]["files"] == folders.scan(folder).manifest  # the same files, the same layout
+    assert record["data"]["image_shape"] == [16, 16, 3]
+    assert (tmp_path / "model" / f"{FOLDER_NAME}.pkl").exists()
+
+    # SageMaker starts the job again (a Spot restart), here with more steps: the archive is
+    # unpacked anew, and the run's manifest check lets it resume.
+    (tmp_path / "input" / "config" / "hyperparameters.json").write_text(json.dumps(
+        to_hyperparameters(source, {**flags, "max_steps": 4}, evaluate_per_class=0)))
+    again = run_entry_point(environment)
+    assert again.returncode == 0, again.stderr[-3000:]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert [session["arguments"]["resume"] for session in record["sessions"]] == [False, True]
+    losses = np.loadtxt(tmp_path / "model" / "losses.csv", delimiter=",", skiprows=1)
+    assert losses.shape == (4, 3)
+
+
+def test_a_folder_archive_that_is_not_the_launched_one_is_refused(tmp_path, folder_channel):
+    _, channel, sha256 = folder_channel
+    planted = tmp_path / "channel"
+    planted.mkdir()
+    (planted / f"{sha256}.tar").write_bytes((channel / f"{sha256}.tar").read_bytes() + b"\0")
+    finished = run_entry_point(opt_ml(tmp_path / "ml", planted,
+                                      source={"folder": FOLDER_NAME, "folder-sha256": sha256}))
+    assert finished.returncode == 2
+    assert f"not the {sha256} it was uploaded with" in finished.stderr
+    assert f"not the {sha256}" in (tmp_path / "ml" / "output" / "failure").read_text()
+    assert not (tmp_path / "ml" / "checkpoints" / FOLDER_NAME).exists()

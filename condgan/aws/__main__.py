@@ -8,6 +8,7 @@ import boto3
 from botocore.exceptions import (BotoCoreError, ClientError, EndpointConnectionError,
                                  NoCredentialsError)
 
+from condgan.commands import folder_training_parser
 from condgan.recipes import (DEFAULT_VARIANT, RECIPES, VARIANT_DEFAULTS, OneLineErrorParser,
                              finite_float, positive_int, seed_number, training_parser)
 
@@ -51,8 +52,8 @@ def parser():
                "book's), checked here by that script's own parser before any AWS call; for "
                f"run_mnist.py: {example.strip()} --data-dir is a local dataset folder to "
                "upload, instead of downloading the data on the instance; --out-dir is the "
-               "instance's.")
-    launch.add_argument("--recipe", required=True, choices=list(RECIPES))
+               "instance's. With --folder, they are the flags of `cgan.py train DIR`.")
+    add_source_arguments(launch)
     launch.add_argument("--resume", metavar="RUN",
                         help="continue RUN (after a spot interruption, say) from the last "
                              "checkpoint it copied to S3")
@@ -100,8 +101,9 @@ def add_sweep_parser(sub, common, example):
         epilog="Every other flag is a training flag of run_RECIPE.py, checked by its own "
                f"parser before any AWS call (but --variant and --seed, given above); for "
                f"run_mnist.py: {example.strip()} --data-dir is the local dataset folder, "
-               "uploaded once for all the jobs (default: $CGAN_DATA_DIR/<dataset>).")
-    launch.add_argument("--recipe", required=True, choices=list(RECIPES))
+               "uploaded once for all the jobs (default: $CGAN_DATA_DIR/<dataset>). With "
+               "--folder, they are the flags of `cgan.py train DIR`.")
+    add_source_arguments(launch)
     launch.add_argument("--variants", nargs="+", choices=list(VARIANT_DEFAULTS),
                         default=[DEFAULT_VARIANT], help=f"default: {DEFAULT_VARIANT}")
     launch.add_argument("--seeds", nargs="+", type=seed_number, default=[0],
@@ -131,6 +133,18 @@ def add_sweep_parser(sub, common, example):
                           ("report", "the jobs' evaluate figures, and report.png")]:
         folder = commands_of_sweep.add_parser(command, parents=[common, name], help=what)
         folder.add_argument("--to", help="the local folder (default: runs/sweeps/NAME)")
+
+
+def add_source_arguments(launch):
+    """What a launch trains on: a recipe, or an image folder."""
+    source = launch.add_mutually_exclusive_group(required=True)
+    source.add_argument("--recipe", choices=list(RECIPES))
+    source.add_argument("--folder", metavar="DIR",
+                        help="your own images, as for `cgan.py train DIR` (DIR/<class name>/..., "
+                             "or loose images): checked here first, uploaded once as one "
+                             "archive (again only if its files changed), and trained on with "
+                             "--size, --channels, --skip-unreadable and the other flags of "
+                             "cgan.py train")
 
 
 def role_arn(text):
@@ -167,7 +181,8 @@ def max_hours(text):
 
 def parse(argv):
     """The options; for launch, `training` holds the training flags the user gave (name ->
-    value), read by run_<recipe>.py's own parser, and `data_dir` the local data folder."""
+    value), read by run_<recipe>.py's own parser (cgan.py train's for --folder), and
+    `data_dir` the local data folder."""
     top = parser()
     options, others = top.parse_known_args(argv)
     sweep_launch = options.command == "sweep" and options.sweep_command == "launch"
@@ -175,7 +190,11 @@ def parse(argv):
         if others:
             top.error(f"unrecognized arguments: {' '.join(others)}")
         return options
-    training = training_parser(options.recipe, RECIPES[options.recipe])
+    if options.folder is not None:
+        training = folder_training_parser("cgan.py train")
+        others = [options.folder, *others]
+    else:
+        training = training_parser(options.recipe, RECIPES[options.recipe])
     if sweep_launch:
         if "--resume" in others:  # (--seed and --variant read as --seeds and --variants)
             training.error("--resume is not a flag of a sweep: a job resumes by itself, "
@@ -194,6 +213,7 @@ def parse(argv):
                        "--out-dir is the job's own; `python -m aws sweep fetch NAME --to "
                        "FOLDER` brings the results home")
     options.data_dir = given.pop("data_dir", None)
+    given.pop("folder", None)
     options.training = given
     return options
 

@@ -33,7 +33,8 @@ def status(cloud, options):
     prefix = resources.run_prefix(options.run)
     launched = launch_record(cloud, bucket, options.run)
     out = cloud.out
-    out(f"run       {options.run}: {launched['recipe']} on a {launched['instance_type']}"
+    trains = launched.get("recipe") or f"the image folder {launched['folder']['name']}"
+    out(f"run       {options.run}: {trains} on a {launched['instance_type']}"
         f"{', spot' if launched['spot'] else ''}, launched {launched['launched'][:16]} UTC")
     found = resources.instances(cloud, resources.run_filter(options.run), states=(
         "pending", "running", "shutting-down", "stopping", "stopped", "terminated"))

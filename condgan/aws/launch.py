@@ -1,16 +1,21 @@
 """python -m aws launch: check, prepare and start a training instance, or show how."""
 
 import json
+import re
 import secrets
+import shlex
 import tempfile
 import time
+import unicodedata
 from datetime import datetime, timezone
 from pathlib import Path
 
 from botocore.exceptions import ClientError
 
+from condgan import folders
+
 from . import catalog, resources, storage
-from .bootstrap import GPU_CHECK_STEPS, render_user_data, training_arguments
+from .bootstrap import GPU_CHECK_STEPS, render_user_data, training_arguments, training_script
 from .catalog import RUN_TAG
 from .cloud import CloudError, error_code
 
@@ -22,32 +27,47 @@ SPOT_UNFULFILLED = {"InsufficientInstanceCapacity", "InsufficientCapacity",
 PROFILE_RETRIES, PROFILE_WAIT_SECONDS = 6, 5
 
 
-def new_run_id(recipe):
+def new_run_id(name):
     """The launch time, to the second, and a random suffix: two launches in the same second
     (from two terminals, say) still get their own run, tag and S3 prefix."""
-    return f"{recipe}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    return f"{name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def run_id_name(folder_name):
+    """An image folder's name as the start of a run id: lower-case ASCII letters, digits and
+    dashes ("Mes chats été" -> "mes-chats-ete"), as S3 keys, tags and shells take them."""
+    ascii_name = unicodedata.normalize("NFKD", folder_name).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:32].strip("-") or "folder"
 
 
 def launch(cloud, options):
     """Checks everything it can before creating anything: first the local inputs, then, by
     reading only, the account; a launch that fails a check leaves nothing in AWS."""
-    run_id = new_run_id(options.recipe)
     family = catalog.gpu_family(options.instance_type)
     known = catalog.INSTANCE_TYPES.get(options.instance_type)
     flags = {**options.training, **({"resume": True} if options.resume else {})}
-    cidr = ("<your public IP>/32" if cloud.dry_run and not options.ssh_cidr
-            else resources.caller_cidr(options.ssh_cidr, options.ip_url))
     with tempfile.TemporaryDirectory() as scratch:
+        folder = (storage.pack_image_folder(options.folder, options.training, scratch)
+                  if options.folder is not None else None)
+        run_name = folder.name if folder else options.recipe
+        run_id = new_run_id(run_id_name(folder.name) if folder else options.recipe)
+        script = training_script(options.recipe, folder and folder.name)
+        cidr = ("<your public IP>/32" if cloud.dry_run and not options.ssh_cidr
+                else resources.caller_cidr(options.ssh_cidr, options.ip_url))
         project = Path(scratch) / "project.tar.gz"
-        project_files = storage.pack_project(project, skip=options.data_dir)
+        project_files = storage.pack_project(project, skip=options.data_dir or options.folder)
 
         bucket = options.bucket or resources.default_bucket(cloud)
-        show_plan(cloud, options, run_id, cidr, training_arguments(flags), family, known, bucket)
+        train_args = training_arguments(flags, data_dir=not folder)
+        show_plan(cloud, options, run_id, cidr, script + train_args, family, known, bucket,
+                  folder)
         check_offered(cloud, options.instance_type)
         vcpus = check_vcpu_quota(cloud, options.instance_type, options.spot)
         image_id, root_device, login_user = find_image(cloud, options, family)
         price, price_note = hourly_price(cloud, options.instance_type, options.spot, known)
-        resume_uri = options.resume and run_to_resume(cloud, options, bucket)
+        resume_uri = options.resume and run_to_resume(cloud, options.resume, run_name, bucket)
+        if resume_uri and folder and not options.training.get("folder_changed"):
+            check_same_files(cloud, bucket, folder, options.resume)
 
         resources.ensure_bucket(cloud, bucket)
         prefix = resources.run_prefix(run_id)
@@ -55,13 +75,15 @@ def launch(cloud, options):
             raise CloudError(f"s3://{bucket}/{prefix}/ is taken already: launch again.")
         cloud.upload_file(project, bucket, f"{prefix}/project.tar.gz",
                           what=f"<the project: {project_files} files>")
+        folder_uri = folder and storage.upload_once(cloud, folder, bucket)
     data_uri = upload_data(cloud, options.data_dir, bucket)
     key_name = resources.ensure_key_pair(cloud)
     group_id = resources.ensure_security_group(cloud, cidr)
     profile, profile_is_new = resources.ensure_instance_profile(cloud, bucket)
     user_data = render_user_data(
         run_uri=f"s3://{bucket}/{prefix}", project_uri=f"s3://{bucket}/{prefix}/project.tar.gz",
-        data_uri=data_uri, resume_uri=resume_uri, recipe=options.recipe, flags=flags,
+        data_uri=data_uri, resume_uri=resume_uri, recipe=options.recipe,
+        folder=folder and (folder.name, folder_uri, folder.sha256), flags=flags,
         gpu_stack=family.stack, max_hours=options.max_hours, region=cloud.region)
     request = instance_request(options, run_id, bucket, image_id, root_device, login_user,
                                key_name, group_id, profile, user_data)
@@ -74,11 +96,14 @@ def launch(cloud, options):
     # IfNoneMatch: S3 refuses to replace a record that exists (no instance is lost to it).
     cloud.call("s3", "put_object", Bucket=bucket, Key=f"{prefix}/launch.json", IfNoneMatch="*",
                ContentType="application/json", Body=json.dumps({
-                   "run": run_id, "recipe": options.recipe, "instance": instance_id,
+                   "run": run_id, "recipe": options.recipe, "run_folder": run_name,
+                   "folder": folder and {"name": folder.name, "uri": folder_uri,
+                                         "sha256": folder.sha256},
+                   "instance": instance_id,
                    "instance_type": options.instance_type, "spot": options.spot,
                    "usd_per_hour": price, "max_hours": options.max_hours,
                    "region": cloud.region, "image": image_id,
-                   "train_args": training_arguments(flags),
+                   "train_args": script + train_args,
                    "launched": datetime.now(timezone.utc).isoformat()}, indent=2))
 
     out = cloud.out
@@ -103,13 +128,36 @@ def upload_data(cloud, data_dir, bucket):
     return f"s3://{bucket}/{data_prefix}"
 
 
-def run_to_resume(cloud, options, bucket):
+def resumed_run_folder(resume, run_name):
+    """The key prefix of the run folder of run `resume`, named `run_name`."""
+    return f"{resources.run_prefix(resume)}/output/{run_name}"
+
+
+def run_to_resume(cloud, resume, run_name, bucket):
     """Where the run folder of the run to continue is, once it is known to be there."""
-    prefix = f"{resources.run_prefix(options.resume)}/output/{options.recipe}"
+    prefix = resumed_run_folder(resume, run_name)
     if not storage.list_objects(cloud, bucket, prefix) and not cloud.dry_run:
-        raise CloudError(f"--resume {options.resume}: s3://{bucket}/{prefix}/ holds no "
-                         f"{options.recipe} run to continue.")
+        raise CloudError(f"--resume {resume}: s3://{bucket}/{prefix}/ holds no "
+                         f"{run_name} run to continue.")
     return f"s3://{bucket}/{prefix}"
+
+
+def check_same_files(cloud, bucket, folder, resume):
+    """A resumed folder run goes on with the files it started with: the check that `cgan.py
+    train --resume` makes on the instance against its run.json, made here before a machine
+    is paid for. A record that cannot be read is left to the instance to judge."""
+    if cloud.dry_run:
+        return
+    text = storage.read_text(cloud, bucket, f"{resumed_run_folder(resume, folder.name)}/run.json")
+    try:
+        recorded = json.loads(text or "{}").get("data", {}).get("files")
+    except (ValueError, AttributeError):
+        return
+    change = recorded is not None and folders.changes(recorded, folder.manifest)
+    if change:
+        raise CloudError(f"{folder.name} changed since run {resume} started on it: {change}; "
+                         "pass --folder-changed to go on with it as it is now, or launch a "
+                         "new run without --resume.")
 
 
 def instance_request(options, run_id, bucket, image_id, root_device, login_user, key_name,
@@ -154,7 +202,7 @@ def show_dry_run(cloud, user_data):
     out("\nNothing was created. To launch for real, run the same command without --dry-run.")
 
 
-def show_plan(cloud, options, run_id, cidr, train_args, family, known, bucket):
+def show_plan(cloud, options, run_id, cidr, command, family, known, bucket, folder):
     out = cloud.out
     if cloud.dry_run:
         out("Dry run of launch: nothing is created and no request is sent to AWS, so no "
@@ -165,7 +213,9 @@ def show_plan(cloud, options, run_id, cidr, train_args, family, known, bucket):
     market = "spot" if options.spot else "on-demand"
     disk_per_hour = catalog.ROOT_VOLUME_GB * catalog.EBS_GP3_USD_PER_GB_MONTH / 730
     out(f"  run         {run_id}")
-    out(f"  training    python run_{options.recipe}.py {' '.join(train_args)}")
+    out(f"  training    python {shlex.join(command)}")
+    for note in folder.notes if folder else []:
+        out(f"  folder      {note}")
     if options.resume:
         out(f"  continues   {options.resume}, from the last checkpoint it copied to S3")
     out(f"  machine     {options.instance_type}"

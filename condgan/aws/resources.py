@@ -179,7 +179,8 @@ def ensure_security_group(cloud, cidr):
 
 
 def ensure_instance_profile(cloud, bucket):
-    """The instance's role: it may read and write the bucket's runs/ and data/, nothing else.
+    """The instance's role: it may read and write the bucket's runs/ and data/, and read its
+    folders/ (the image folders' archives), nothing else.
 
     Returns the profile's name and whether it was just created (AWS takes a few seconds to
     let a new profile be used)."""
@@ -196,6 +197,8 @@ def ensure_instance_profile(cloud, bucket):
                    {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
                     "Resource": [f"arn:aws:s3:::{bucket}/runs/*",
                                  f"arn:aws:s3:::{bucket}/data/*"]},
+                   {"Effect": "Allow", "Action": "s3:GetObject",
+                    "Resource": f"arn:aws:s3:::{bucket}/folders/*"},
                    {"Effect": "Allow", "Action": "s3:ListBucket",
                     "Resource": f"arn:aws:s3:::{bucket}"}]}))
     profiles = cloud.call("iam", "list_instance_profiles", PathPrefix=IAM_PATH,

@@ -4,9 +4,15 @@ import io
 import os
 import re
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 
-from .cloud import CloudError
+import numpy as np
+from botocore.exceptions import ClientError
+
+from condgan import archives, folders
+
+from .cloud import CloudError, error_code
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # condgan/aws/ in the repository
 
@@ -57,6 +63,58 @@ def pack_project(archive, root=PROJECT_ROOT, skip=None, extra=None):
             "it as --data-dir."
         )
     return len(files) + len(extra or {})
+
+
+@dataclass(frozen=True)
+class FolderArchive:
+    """An image folder packed for S3 (archives.pack_folder): one tar, named by its SHA-256 in
+    the bucket's folders/, shared by every run and sweep of the same files."""
+    name: str      # the folder's own name: the run folder's name on the far side too
+    path: Path     # the local archive
+    sha256: str
+    notes: list    # what `cgan.py train` says of the folder: images, classes, size, ...
+    held_out: dict  # {class name: images held out for evaluate}; {} for loose images
+    manifest: dict  # {relative path: SHA-256}: what run.json records of the folder
+
+    @property
+    def key(self):
+        return f"folders/{self.sha256}.tar"
+
+
+def pack_image_folder(folder, training, scratch):
+    """Checks an image folder as `cgan.py train` checks it (folders.load, the same errors, so
+    a truncated image is found here, not on a paid machine), then packs its files into
+    `scratch`/folder.tar. `training`: the training flags given (size, channels, ...)."""
+    try:
+        loaded = folders.load(folder, training.get("size"), training.get("channels"),
+                              training.get("skip_unreadable", False))
+        archive = Path(scratch) / "folder.tar"
+        sha256 = archives.pack_folder(folder, loaded.listing.manifest, archive)
+    except (folders.FolderError, archives.ArchiveError) as error:
+        raise CloudError(str(error)) from None
+    _, held_out_labels = loaded.held_out_part()
+    held_out = ({} if held_out_labels is None else
+                dict(zip(loaded.class_names, np.bincount(held_out_labels,
+                                                         minlength=len(loaded.class_names)).tolist())))
+    return FolderArchive(Path(folder).resolve().name or "folder", archive, sha256, loaded.notes,
+                         held_out, loaded.listing.manifest)
+
+
+def upload_once(cloud, folder, bucket):
+    """Uploads a FolderArchive unless the bucket holds it already; returns its URI."""
+    try:
+        found = cloud.call("s3", "head_object", Bucket=bucket, Key=folder.key)
+    except ClientError as error:
+        if error_code(error) not in ("404", "NoSuchKey", "NotFound"):
+            raise
+        found = None
+    uri = f"s3://{bucket}/{folder.key}"
+    if found and found["ContentLength"] == folder.path.stat().st_size:
+        cloud.out(f"  folder      {uri}: uploaded before, re-used")
+        return uri
+    cloud.upload_file(folder.path, bucket, folder.key,
+                      what=f"<the image folder {folder.name}: {folder.path.stat().st_size:,} bytes>")
+    return uri
 
 
 def newest_checkpoint_step(names):

@@ -4,6 +4,8 @@ One sweep is a name and one S3 prefix, s3://BUCKET/sweeps/NAME/:
 
     code/project.tar.gz    the project, packed once (the jobs run condgan/sagemaker_entry.py)
     data/                  the dataset, uploaded once, the `training` channel of every job
+                           (an image folder is instead the one archive s3://BUCKET/folders/
+                           SHA256.tar, shared by every run and sweep of the same files)
     checkpoints/JOB/       each job's run folder (its CheckpointConfig), kept across Spot restarts
     output/JOB/output/model.tar.gz   what each job leaves: pickle, pictures, evaluation.json
     sweep.json             the record: the jobs, their settings, the data's checksums
@@ -25,13 +27,14 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
+from condgan import archives
 from condgan.datasets import file_sha256
+from condgan.hyperparameters import FOLDER, FOLDER_SHA256, RECIPE, to_hyperparameters
 from condgan.recipes import RECIPES
 
-from . import archives, catalog, resources, storage
+from . import catalog, resources, storage
 from .catalog import MANAGED_TAG
 from .cloud import CloudError, error_code
-from .hyperparameters import to_hyperparameters
 
 JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
 MAX_JOB_NAME = 63
@@ -111,42 +114,75 @@ def data_folder(options):
     return Path(folder), files
 
 
+def check_judgeable(folder):
+    """The jobs' evaluate figures of a folder model test its judge on the folder's held-out
+    images: evaluate (Judge.for_folder) needs classes, and 2 held-out images of each."""
+    if not folder.held_out:
+        raise CloudError(f"{folder.name} holds loose images, no classes: evaluate judges "
+                         "classes, so pass --evaluate-per-class 0.")
+    name, count = min(folder.held_out.items(), key=lambda item: item[1])
+    if count < 2:
+        raise CloudError(f"{folder.name}/{name}: {count} held-out images; the jobs' evaluate "
+                         "needs at least 2 of each class (a class of 15 images or more): add "
+                         "images, or pass --evaluate-per-class 0.")
+
+
 # ------------------------------------------------------------------------------- launch
 
 def launch(cloud, options):
     jobs = plan(options, cloud.region)
-    folder, data_files = data_folder(options)
-    image = options.image or catalog.sagemaker_image(cloud.region)
-    show_plan(cloud, options, jobs, image)
+    with tempfile.TemporaryDirectory() as scratch:
+        if options.folder is not None:  # checked and packed here, before any AWS call
+            folder, data = storage.pack_image_folder(options.folder, options.training, scratch), None
+            if options.evaluate_per_class:
+                check_judgeable(folder)
+        else:
+            folder, data = None, data_folder(options)
+        image = options.image or catalog.sagemaker_image(cloud.region)
+        show_plan(cloud, options, jobs, image, folder)
 
-    bucket = options.bucket or resources.default_bucket(cloud)
-    prefix = sweep_prefix(options.name)
-    resources.ensure_bucket(cloud, bucket)
-    if storage.list_objects(cloud, bucket, prefix):
-        raise CloudError(f"A sweep {options.name} exists already (s3://{bucket}/{prefix}/): "
-                         "choose another name, or see `python -m aws sweep status "
-                         f"{options.name}`.")
-    made = {"uploads": False, "role": None, "jobs": []}
-    try:
-        checksums = upload_inputs(cloud, options, bucket, prefix, folder, data_files, made)
-        role = options.role or create_role(cloud, options.name, bucket, prefix, made)
-        for name, variant, seed in jobs:
-            cloud.call("sagemaker", "create_training_job", **job_request(
-                cloud, options, bucket, prefix, image, role, name, variant, seed))
-            made["jobs"].append(name)
-            cloud.out(f"  created   {name}")
-        cloud.call("s3", "put_object", Bucket=bucket, Key=f"{prefix}/sweep.json",
-                   IfNoneMatch="*", ContentType="application/json", Body=json.dumps({
-                       "sweep": options.name, "recipe": options.recipe, "region": cloud.region,
-                       "image": image, "instance_type": options.instance_type,
-                       "spot": options.spot, "max_hours": options.max_hours, "role": role,
-                       "training": {k: str(v) for k, v in options.training.items()},
-                       "jobs": [{"job": name, "variant": variant, "seed": seed}
-                                for name, variant, seed in jobs],
-                       "data": {"uri": f"s3://{bucket}/{prefix}/data", "sha256": checksums},
-                       "launched": datetime.now(timezone.utc).isoformat()}, indent=2))
-    except (CloudError, ClientError, OSError) as error:
-        raise CloudError(f"{one_line(error)}; {undo(cloud, bucket, prefix, made)}") from None
+        bucket = options.bucket or resources.default_bucket(cloud)
+        prefix = sweep_prefix(options.name)
+        resources.ensure_bucket(cloud, bucket)
+        if storage.list_objects(cloud, bucket, prefix):
+            raise CloudError(f"A sweep {options.name} exists already (s3://{bucket}/{prefix}/): "
+                             "choose another name, or see `python -m aws sweep status "
+                             f"{options.name}`.")
+        made = {"uploads": False, "role": None, "jobs": []}
+        try:
+            upload_code(cloud, bucket, prefix, options.folder or data[0], made)
+            if folder:
+                channel = storage.upload_once(cloud, folder, bucket)
+                source = {FOLDER: folder.name, FOLDER_SHA256: folder.sha256}
+                data_record = {"uri": channel, "sha256": folder.sha256}
+            else:
+                channel = f"s3://{bucket}/{prefix}/data/"
+                source = {RECIPE: options.recipe}
+                data_record = {"uri": f"s3://{bucket}/{prefix}/data",
+                               "sha256": upload_data(cloud, bucket, prefix, *data)}
+            role = options.role or create_role(cloud, options.name, bucket, prefix, made,
+                                               folder and folder.key)
+            for name, variant, seed in jobs:
+                cloud.call("sagemaker", "create_training_job", **job_request(
+                    cloud, options, bucket, prefix, image, role, name, variant, seed, source,
+                    channel))
+                made["jobs"].append(name)
+                cloud.out(f"  created   {name}")
+            cloud.call("s3", "put_object", Bucket=bucket, Key=f"{prefix}/sweep.json",
+                       IfNoneMatch="*", ContentType="application/json", Body=json.dumps({
+                           "sweep": options.name, "recipe": options.recipe,
+                           "folder": folder and folder.name,
+                           "run_folder": folder.name if folder else options.recipe,
+                           "region": cloud.region, "image": image,
+                           "instance_type": options.instance_type, "spot": options.spot,
+                           "max_hours": options.max_hours, "role": role,
+                           "training": {k: str(v) for k, v in options.training.items()},
+                           "jobs": [{"job": name, "variant": variant, "seed": seed}
+                                    for name, variant, seed in jobs],
+                           "data": data_record,
+                           "launched": datetime.now(timezone.utc).isoformat()}, indent=2))
+        except (CloudError, ClientError, OSError) as error:
+            raise CloudError(f"{one_line(error)}; {undo(cloud, bucket, prefix, made)}") from None
     cloud.out(f"Sweep {options.name}: {len(jobs)} jobs in {cloud.region}; next: "
               f"python -m aws sweep status {options.name}")
 
@@ -164,12 +200,15 @@ def short(text, length=160):
     return text if len(text) <= length else text[:length - 3] + "..."
 
 
-def show_plan(cloud, options, jobs, image):
+def show_plan(cloud, options, jobs, image, folder):
     known = catalog.SAGEMAKER_INSTANCE_TYPES.get(options.instance_type)
     out = cloud.out
-    out(f"Sweep {options.name}: {options.recipe}, {len(jobs)} jobs "
+    trains = f"the image folder {folder.name}" if folder else options.recipe
+    out(f"Sweep {options.name}: {trains}, {len(jobs)} jobs "
         f"({', '.join(dict.fromkeys(options.variants))} x seeds "
         f"{', '.join(map(str, dict.fromkeys(options.seeds)))})")
+    for note in folder.notes if folder else []:
+        out(f"  folder      {note}")
     out(f"  image       {image} ({catalog.SAGEMAKER_IMAGE_STACK})")
     out(f"  machine     {options.instance_type}{', spot' if options.spot else ''}, at most "
         f"{options.max_hours:g} h per job")
@@ -180,18 +219,22 @@ def show_plan(cloud, options, jobs, image):
             f"price of {catalog.SAGEMAKER_PRICES_READ}; spot costs less)")
 
 
-def upload_inputs(cloud, options, bucket, prefix, folder, data_files, made):
-    """The project, packed, and the data, each once; returns the data's checksums."""
+def upload_code(cloud, bucket, prefix, data_folder, made):
+    """The project, packed once (without the data folder, if it is inside it)."""
     requirements = "\n".join(dependency for dependency in tomllib.loads(
         (storage.PROJECT_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
         if not dependency.startswith("tensorflow"))  # the image's own TensorFlow 2.21
     made["uploads"] = True
     with tempfile.TemporaryDirectory() as scratch:
         archive = Path(scratch) / "project.tar.gz"
-        count = storage.pack_project(archive, skip=folder, extra={
+        count = storage.pack_project(archive, skip=data_folder, extra={
             PROGRAM: LAUNCHER, "requirements.txt": requirements + "\n"})
         cloud.upload_file(archive, bucket, f"{prefix}/code/project.tar.gz",
                           what=f"<the project: {count} files>")
+
+
+def upload_data(cloud, bucket, prefix, folder, data_files):
+    """A recipe's data files, once for the sweep; returns their checksums."""
     checksums = {}
     for path in data_files:
         relative = path.relative_to(folder).as_posix()
@@ -204,9 +247,10 @@ def role_name(sweep):
     return f"cgan-sweep-{sweep}"[:64]
 
 
-def create_role(cloud, sweep, bucket, prefix, made):
-    """A SageMaker execution role that may use the sweep's own S3 prefix, and nothing else of
-    the bucket; it pulls the image and writes the job's logs."""
+def create_role(cloud, sweep, bucket, prefix, made, folder_key=None):
+    """A SageMaker execution role that may use the sweep's own S3 prefix, and read its image
+    folder's archive (`folder_key`), and nothing else of the bucket; it pulls the image and
+    writes the job's logs."""
     name = role_name(sweep)
     arn = cloud.call("iam", "create_role", RoleName=name, Path=resources.IAM_PATH,
                      Tags=resources.tags(**{SWEEP_TAG: sweep}),
@@ -218,14 +262,17 @@ def create_role(cloud, sweep, bucket, prefix, made):
                      assume={"Role": {"Arn": f"<arn of {name}>"}})["Role"]["Arn"]
     made["role"] = name
     cloud.call("iam", "put_role_policy", RoleName=name, PolicyName="sweep",
-               PolicyDocument=json.dumps(role_policy(bucket, prefix)))
+               PolicyDocument=json.dumps(role_policy(bucket, prefix, folder_key)))
     return arn
 
 
-def role_policy(bucket, prefix):
+def role_policy(bucket, prefix, folder_key=None):
+    folder = ([{"Effect": "Allow", "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{bucket}/{folder_key}"}] if folder_key else [])
     return {"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
          "Resource": f"arn:aws:s3:::{bucket}/{prefix}/*"},
+        *folder,
         {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{bucket}",
          "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/*"]}}},
         {"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken", "ecr:BatchGetImage",
@@ -236,10 +283,13 @@ def role_policy(bucket, prefix):
                                        "cloudwatch:PutMetricData"], "Resource": "*"}]}
 
 
-def job_request(cloud, options, bucket, prefix, image, role, name, variant, seed):
+def job_request(cloud, options, bucket, prefix, image, role, name, variant, seed, source,
+                channel):
+    """One job: `source` is what it trains on (hyperparameters.to_hyperparameters), `channel`
+    the S3 URI of its data (a prefix, or the image folder's one archive)."""
     flags = {**options.training, "variant": variant, "seed": seed}
     hyperparameters = {
-        **to_hyperparameters(options.recipe, flags, options.evaluate_per_class),
+        **to_hyperparameters(source, flags, options.evaluate_per_class),
         "sagemaker_program": PROGRAM,
         "sagemaker_submit_directory": f"s3://{bucket}/{prefix}/code/project.tar.gz",
         "sagemaker_region": cloud.region}
@@ -251,7 +301,7 @@ def job_request(cloud, options, bucket, prefix, image, role, name, variant, seed
         TrainingJobName=name, HyperParameters=hyperparameters, RoleArn=role,
         AlgorithmSpecification={"TrainingImage": image, "TrainingInputMode": "File"},
         InputDataConfig=[{"ChannelName": CHANNEL, "DataSource": {"S3DataSource": {
-            "S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/{prefix}/data/",
+            "S3DataType": "S3Prefix", "S3Uri": channel,
             "S3DataDistributionType": "FullyReplicated"}}}],
         OutputDataConfig={"S3OutputPath": f"s3://{bucket}/{prefix}/output"},
         ResourceConfig={"InstanceType": options.instance_type, "InstanceCount": 1,
@@ -305,10 +355,11 @@ def describe(cloud, job):
 def status(cloud, options):
     bucket, sweep = record(cloud, options)
     prefix = sweep_prefix(options.name)
+    run_folder = sweep.get("run_folder", sweep["recipe"])  # sweeps of before folders: a recipe
     for job in sweep["jobs"]:
         described = describe(cloud, job["job"])
         names = [item["Key"].rsplit("/", 1)[1] for item in storage.list_objects(
-            cloud, bucket, f"{prefix}/checkpoints/{job['job']}/{sweep['recipe']}")]
+            cloud, bucket, f"{prefix}/checkpoints/{job['job']}/{run_folder}")]
         step = storage.newest_checkpoint_step(names)
         failure = described.get("FailureReason")
         cloud.out(f"{job['job']:<40} {described['TrainingJobStatus']:<11} "
@@ -358,7 +409,10 @@ def fetch(cloud, options):
             except ClientError as error:
                 raise CloudError(f"{name}: cannot download {artifact} "
                                  f"({error_code(error)})") from None
-            archives.extract_safely(archive, target, artifact)
+            try:
+                archives.extract_safely(archive, target, artifact)
+            except archives.ArchiveError as error:
+                raise CloudError(str(error)) from None
         cloud.out(f"{name}: {target}/")
 
 
