@@ -2,6 +2,7 @@
 of what it is given (issue 24, item 12): a value the user gives is trained with or refused,
 never ignored; a bad one is a ValueError that names the argument."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -119,3 +120,21 @@ def test_training_settings_check_themselves():
     with pytest.raises(ValueError, match="precision must be one of 'float32'"):
         TrainingSettings(precision='half')
     assert TrainingSettings(epochs=np.int64(3)).epochs == 3
+
+
+# Values that the Python API and a run's config.json judged differently: the API trained with
+# a learning rate of 0, z_dim 5000 or the classes [3, 3], and no command could then load the
+# run; config.json took an alpha of -0.5, and the command then failed without naming the file.
+DISPUTED = [('training', 'learning_rate', 0), ('model', 'z_dim', 5000), ('model', 'classes', [3, 3]),
+            ('model', 'classes', [0, True]), ('model', 'alpha', -0.5), ('model', 'variant', [])]
+
+
+@pytest.mark.parametrize('section, key, value', DISPUTED, ids=[f'{key} {value}' for _, key, value in DISPUTED])
+def test_the_api_and_a_runs_record_refuse_the_same_values(tmp_path, section, key, value):
+    with pytest.raises(ValueError, match=f'^{key} must be '):
+        CGan(None, **{'classes': [3, 5], 'image_shape': (8, 8, 1), key: value})
+    config = tmp_path / 'config.json'
+    config.write_text(json.dumps({'model': {key: value} if section == 'model' else {},
+                                  'training': {key: value} if section == 'training' else {}}))
+    with pytest.raises(RunFolderError, match=f'^{re.escape(f"{config}: {section}.{key} is {json.dumps(value)}; expected ")}'):
+        CGan.from_checkpoint(str(tmp_path))
