@@ -9,8 +9,8 @@ import pytest
 
 from condgan.datasets import Dataset, load_mnist
 from condgan.gan import CGan
-from condgan.run_settings import Data, settle
-from condgan.runs import RunFolderError
+from condgan.run_settings import settle
+from condgan.runs import RunFolderError, TrainingData
 from condgan.training import TrainingSettings
 
 
@@ -41,7 +41,7 @@ def test_the_constructors_learning_rate_and_beta1_are_trained_with_and_recorded(
 
 
 def test_settle_resolves_given_then_the_runs_own_then_the_defaults(dataset, tmp_path):
-    data = Data.of(dataset)
+    data = TrainingData(dataset.data, dataset.labels)
     fresh = settle(tmp_path / 'new', data, {'z_dim': 10, 'learning_rate': None}, defaults={'epochs': 7})
     assert (fresh.config.z_dim, fresh.settings.epochs, fresh.settings.learning_rate, fresh.resume) == \
         (10, 7, 0.0002, False)
@@ -71,7 +71,8 @@ def test_a_folder_without_a_checkpoint_starts_afresh(dataset, tmp_path, capsys):
 
 
 @pytest.mark.parametrize('call, argument', [
-    (lambda gan: gan.fit(learning_rate=-1), 'learning_rate must be at least 0'),
+    (lambda gan: gan.fit(learning_rate=-1), 'learning_rate must be above 0'),
+    (lambda gan: gan.fit(learning_rate=0), 'learning_rate must be above 0'),
     (lambda gan: gan.fit(learning_rate=np.inf), 'learning_rate must be a finite number'),
     (lambda gan: gan.fit(beta1=2.0), 'beta1 must be below 1'),
     (lambda gan: gan.fit(beta1='0.5'), 'beta1 must be a finite number'),
@@ -110,12 +111,12 @@ def test_bad_constructor_values_are_value_errors_naming_the_argument(dataset, tm
 def test_a_model_without_data_checks_its_classes_and_image_shape():
     with pytest.raises(ValueError, match=r'image_shape must be \(height, width, channels\)'):
         CGan(None, classes=[0, 1], image_shape=(28, 28))
-    with pytest.raises(ValueError, match='classes must be a sequence of whole numbers'):
+    with pytest.raises(ValueError, match='classes must be a sequence of distinct whole numbers'):
         CGan(None, classes=['a', 'b'], image_shape=(28, 28, 1))
 
 
 def test_training_settings_check_themselves():
-    with pytest.raises(ValueError, match='learning_rate must be at least 0; got -1'):
+    with pytest.raises(ValueError, match='learning_rate must be above 0; got -1'):
         TrainingSettings(learning_rate=-1)
     with pytest.raises(ValueError, match="precision must be one of 'float32'"):
         TrainingSettings(precision='half')
