@@ -42,9 +42,10 @@ class Run:
 
 
 def settle(folder, data, given, resume=False, defaults=None):
-    """The `Run` that training in `folder` on `data` (a `runs.TrainingData`) does, from `given` ({setting name: value},
-    None for one the user did not give; names of MODEL_SETTINGS and TRAINING_SETTINGS) and
-    `defaults` ({setting name: value}: e.g. a recipe's epochs). Call it with `folder` locked.
+    """The `Run` that training in `folder` on `data` (a `runs.TrainingData`) does, from
+    `given` ({setting name: value}, None for one the user did not give; names of
+    MODEL_SETTINGS and TRAINING_SETTINGS) and `defaults` ({setting name: value}: e.g. a
+    recipe's epochs). Call it with `folder` locked.
     """
     folder = Path(folder)
     given = {name: value for name, value in given.items() if value is not None}
