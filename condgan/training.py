@@ -59,7 +59,7 @@ class TrainingSettings:
     def __post_init__(self):
         checked = dict(epochs=whole_number('epochs', self.epochs),
                        batch_size=whole_number('batch_size', self.batch_size),
-                       learning_rate=real_number('learning_rate', self.learning_rate, above=0),
+                       learning_rate=real_number('learning_rate', self.learning_rate, minimum=0),
                        beta1=real_number('beta1', self.beta1, minimum=0, below=1),
                        seed=none_or(whole_number, 'seed', self.seed, 0, 2**63 - 1),
                        precision=one_of('precision', self.precision, list(COMPUTE_DTYPES)),

@@ -118,7 +118,7 @@ RESUME = ['run_mnist.py', '--resume', '--max-steps', '4', *FAST_RUN]
     ('model', 'z_dim', -5, 'a whole number from 1 to 4096', RESUME),
     ('model', 'variant', 'fancy', "one of 'book', 'modern'", ['cgan.py', 'evaluate', '{run}']),
     ('training', 'seed', 'x', 'None or a whole number from 0 to 9223372036854775807', RESUME),
-    ('training', 'learning_rate', 'fast', 'a number above 0', RESUME),
+    ('training', 'learning_rate', 'fast', 'a number of at least 0', RESUME),
     ('model', 'alpha', -0.5, 'a number of at least 0', ['cgan.py', 'generate', '{run}', '-o', 'x.png']),
     ('model', 'image_shape', [28, 28], r'\[height, width, channels\]: sides multiples of 4, 1 or 3 channels',
      ['cgan.py', 'synthesize', '{run}', '-o', 'made']),
