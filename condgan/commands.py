@@ -21,9 +21,8 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -32,7 +31,7 @@ from condgan.files import write_atomically
 from condgan.model_argument import add_model_arguments, model_from
 from condgan.recipes import (BATCH_SIZE, OneLineErrorParser, RECIPES, Z_DIM, add_run_flags, folder_or_new,
                              positive_int, seed_number, training_parser)
-from condgan.runs import (RunFolderError, RunLock, read_json, removed_unless_checkpointed, saved_model_settings,
+from condgan.runs import (RunFolderError, RunLock, TrainingData, read_json, removed_unless_checkpointed,
                           write_json)
 
 RESOURCE_EXHAUSTED = 8  # TensorFlow's error code (tf.errors.RESOURCE_EXHAUSTED) for memory and disk
@@ -135,23 +134,6 @@ def fail(prog, message, status):
 
 # ----------------------------------------------------------------- training a recipe
 
-@dataclass(frozen=True)
-class TrainingData:
-    """What a run trains on, from a recipe's dataset files or an image folder."""
-    title: str                 # for the last line: 'MNIST handwritten digits', a folder
-    recipe: str                # run.json's 'recipe': a recipe's name, or 'folder'
-    dataset: str               # run.json's 'dataset'
-    images: np.ndarray         # uint8 (N, H, W, C)
-    labels: np.ndarray         # (N,), or None: an unconditional model
-    class_names: list          # by class value, in order
-    record: dict               # run.json's 'data': what the run was trained on
-    source: dict = None        # CGan.data_source: where an image folder's model came from
-    # The resumed run's 'data' -> the 'data' to record, or a refusal if the data changed.
-    resumed_record: Callable = lambda recorded: recorded
-    keep: Callable = lambda run_dir: None  # writes what a resume reuses (a folder's cache)
-    epochs: int = 1            # the default of --epochs: the recipe's, or FOLDER_EPOCHS
-
-
 def train_recipe(name, argv=None):
     """Train recipe `name` as the command line (or `argv`) asks, then leave its pictures."""
     recipe = RECIPES[name]
@@ -174,10 +156,10 @@ def recipe_data(name, recipe, options):
                       else datasets.data_files(recipe.dataset, 'train', options.data_dir))
     except OSError as error:  # missing, unreadable or undownloadable data
         raise CommandError(str(error)) from None
-    return TrainingData(recipe.title, name, recipe.dataset, images, labels, class_names,
-                        {'images': len(images), 'classes': np.unique(labels).tolist(),
-                         'class_names': class_names,
-                         'sha256': {str(path): datasets.file_sha256(path) for path in data_files}},
+    return TrainingData(images, labels, class_names, title=recipe.title, recipe=name, dataset=recipe.dataset,
+                        record={'images': len(images), 'classes': np.unique(labels).tolist(),
+                                'class_names': class_names,
+                                'sha256': {str(path): datasets.file_sha256(path) for path in data_files}},
                         epochs=recipe.epochs)
 
 
@@ -219,7 +201,8 @@ def folder_data(options, run_dir):
     folder = Path(options.folder)
     size, channels = options.size, options.channels
     if options.resume:
-        saved_shape = saved_model_settings(run_dir).get('image_shape')
+        from condgan.run_settings import recorded  # TensorFlow: the model checks the run's shape
+        saved_shape = recorded(run_dir).get('model', {}).get('image_shape')
         if saved_shape:
             size = size or saved_shape[0]
             channels = channels or saved_shape[2]
@@ -244,10 +227,10 @@ def folder_data(options, run_dir):
                                f'new run with another --out-dir')
         return record if change else recorded
 
-    return TrainingData(f'the image folder {folder}', 'folder', 'folder', images, labels,
-                        loaded.class_names, record, loaded.source(options.skip_unreadable),
-                        resumed_record, lambda run_dir: folders.save_cache(loaded, size, channels, cache),
-                        epochs=FOLDER_EPOCHS)
+    return TrainingData(images, labels, loaded.class_names, title=f'the image folder {folder}', recipe='folder',
+                        dataset='folder', record=record, source=loaded.source(options.skip_unreadable),
+                        resumed_record=resumed_record,
+                        keep=lambda run_dir: folders.save_cache(loaded, size, channels, cache), epochs=FOLDER_EPOCHS)
 
 
 def train_locked(name, data, options, run_dir):
@@ -257,12 +240,10 @@ def train_locked(name, data, options, run_dir):
     with RunLock(run_dir) as lock, removed_unless_checkpointed(lock):
         check_recipe(data.recipe, run_dir)
         from condgan.gan import CGan  # TensorFlow: seconds to import
-        from condgan.run_settings import Data, settle
+        from condgan.run_settings import settle
         from condgan.training import RunFinished
         images = data.images
-        classes = () if data.labels is None else tuple(np.unique(data.labels).tolist())
-        run = settle(run_dir, Data(images.shape[1:], classes, data.class_names),
-                     {flag: getattr(options, flag) for flag in SETTING_FLAGS}, options.resume,
+        run = settle(run_dir, data, {flag: getattr(options, flag) for flag in SETTING_FLAGS}, options.resume,
                      defaults={'epochs': data.epochs, 'batch_size': BATCH_SIZE, 'z_dim': Z_DIM})
         record = starting_record(data, run_dir, options, run)
         data.keep(run_dir)

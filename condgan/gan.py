@@ -17,9 +17,8 @@ from condgan.generation import GeneratorSession, generator_inputs, grid_layout
 from condgan.checks import random_seed, whole_number
 from condgan.model import ModelConfig
 from condgan.pictures import from_pixels, images_grid, plot_images, plot_losses
-from condgan.run_settings import Data, resolved, settle
-from condgan.runs import (RunLock, model_source, removed_unless_checkpointed,
-                          saved_model_settings, saved_record)
+from condgan.run_settings import recorded, resolved, settle
+from condgan.runs import RunLock, TrainingData, model_source, removed_unless_checkpointed
 from condgan.training import Training, TrainingSettings
 from condgan.weights import generator_variable_shapes
 
@@ -52,11 +51,13 @@ class CGan:
         value given here is trained with, unless `fit` is given another.
         """
         if dataset is not None:
-            classes = [] if dataset.labels is None else dataset.classes
-            image_shape = dataset.data.shape[1:]
+            self.data = TrainingData(dataset.data, dataset.labels, class_names)
+            image_shape, classes = self.data.image_shape, self.data.classes
         elif classes is None or image_shape is None:
             raise ValueError("CGan needs a dataset, or classes and image_shape for a model "
                              "that only generates")
+        else:
+            self.data = None
         self.dataset = dataset
         self.generator_name = generator_name
         self.model_dir = os.path.join(os.path.abspath(out_dir or os.getcwd()), generator_name)
@@ -65,8 +66,7 @@ class CGan:
             epochs=epochs, batch_size=batch_size, z_dim=z_dim, alpha=alpha, smooth=smooth,
             learning_rate=learning_rate, beta1=beta1, seed=seed, max_to_keep=max_to_keep,
             precision=precision, xla=xla, variant=variant).items() if value is not None}
-        self.data = Data(tuple(image_shape), tuple(np.asarray(classes).tolist()), class_names)
-        self.config, self.settings, self.class_names = resolved(self.data, self.request)
+        self.config, self.settings, self.class_names = resolved(image_shape, classes, class_names, self.request)
         self.max_value = 255 if dataset is None else dataset.max_value
         self.data_source = data_source
         self.legacy_generation = False
@@ -233,9 +233,8 @@ class CGan:
         generate as the original did, see `legacy_generation`) the book's MNIST model is
         assumed unless `classes`, `image_shape` or `z_dim` say otherwise.
         """
-        record = saved_record(ckpt_dir)  # checked, as every reading of config.json
-        saved = saved_model_settings(ckpt_dir)
-        config = {**BOOK_DEFAULTS, 'alpha': 0.2, **saved,
+        record = recorded(ckpt_dir)  # checked, as every reading of config.json
+        config = {**BOOK_DEFAULTS, 'alpha': 0.2, **record.get('model', {}),
                   **{k: v for k, v in {'classes': classes, 'image_shape': image_shape,
                                        'z_dim': z_dim, 'alpha': alpha}.items() if v is not None}}
         gan = cls(None, z_dim=config['z_dim'], alpha=config['alpha'],
@@ -270,7 +269,7 @@ class CGan:
 
     def __getstate__(self):
         """Everything the generator needs, its weights included; no data, graph or session."""
-        state = {k: v for k, v in self.__dict__.items() if k not in ('dataset', '_generation')}
+        state = {k: v for k, v in self.__dict__.items() if k not in ('dataset', 'data', '_generation')}
         state['format'] = PICKLE_FORMAT
         return state
 
@@ -285,8 +284,9 @@ class CGan:
         if 'config' not in state:  # written before the configuration was one object
             state = from_first_layout(state)
         state.setdefault('data_source', None)  # written before image folders
+        state.pop('data', None)  # written before its data was left out, as its dataset is
         self.__dict__.update(state)
-        self.dataset = None
+        self.dataset = self.data = None
         self._generation = None
 
     # ------------------------------------------------------------- pictures

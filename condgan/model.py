@@ -18,6 +18,8 @@ original and this), and their speed work are in `layers.py`.
 Nothing here reads files, loops or keeps a session: `training.py` trains these networks,
 `generation.py` runs the generator, `weights.py` names and checks their variables.
 """
+import numbers
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -26,7 +28,7 @@ import tensorflow as tf
 
 from condgan import layers
 from condgan.conditioning import label_planes
-from condgan.checks import real_number, whole_number
+from condgan.checks import MAX_Z_DIM, BadValue, one_of, real_number, whole_number
 
 tf1 = tf.compat.v1
 
@@ -42,24 +44,12 @@ class ModelConfig:
     variant: str = 'book'              # the networks and losses: a key of VARIANTS (at the end)
 
     def __post_init__(self):
-        if np.ndim(self.image_shape) != 1 or len(self.image_shape) != 3:
-            raise ValueError(f"image_shape must be (height, width, channels); got {self.image_shape!r}")
-        object.__setattr__(self, 'image_shape', tuple(whole_number('image_shape', n) for n in self.image_shape))
-        classes = np.asarray(self.classes)
-        if classes.ndim != 1 or not (classes.size == 0 or np.issubdtype(classes.dtype, np.integer)):
-            raise ValueError(f"classes must be a sequence of whole numbers (label values); got {self.classes!r}")
-        object.__setattr__(self, 'classes', tuple(classes.tolist()))
-        object.__setattr__(self, 'z_dim', whole_number('z_dim', self.z_dim))
+        object.__setattr__(self, 'image_shape', checked_image_shape(self.image_shape))
+        object.__setattr__(self, 'classes', checked_classes(self.classes))
+        object.__setattr__(self, 'z_dim', whole_number('z_dim', self.z_dim, 1, MAX_Z_DIM))
         object.__setattr__(self, 'alpha', real_number('alpha', self.alpha, minimum=0))
         object.__setattr__(self, 'smooth', real_number('smooth', self.smooth, minimum=0, below=1))
-        height, width, channels = self.image_shape
-        if height % 4 or width % 4 or height < 4 or width < 4:
-            raise ValueError(f"image height and width must be multiples of 4 (the generator "
-                             f"doubles a (H/4, W/4) start twice); got {height}x{width}")
-        if channels not in (1, 3):
-            raise ValueError(f"images must have 1 or 3 channels; got {channels}")
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}; got {self.variant!r}")
+        one_of('variant', self.variant, list(VARIANTS))
 
     @property
     def num_classes(self):
@@ -76,6 +66,38 @@ class ModelConfig:
 
     def to_json(self):
         return asdict(self)
+
+
+IMAGE_SHAPE = '[height, width, channels]: sides multiples of 4, 1 or 3 channels'
+CLASSES = 'a sequence of distinct whole numbers (label values)'
+
+
+def checked_image_shape(shape):
+    """`shape` as a tuple (height, width, channels), if the networks can take it."""
+    def refused(message):
+        return BadValue(message, 'image_shape', shape, IMAGE_SHAPE)
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, '__len__') or len(shape) != 3:
+        raise refused(f"image_shape must be (height, width, channels); got {shape!r}")
+    try:
+        height, width, channels = (whole_number('image_shape', side) for side in shape)
+    except BadValue as error:
+        raise refused(str(error)) from None
+    if height % 4 or width % 4:
+        raise refused(f"image height and width must be multiples of 4 (the generator doubles a "
+                      f"(H/4, W/4) start twice); got {height}x{width}")
+    if channels not in (1, 3):
+        raise refused(f"images must have 1 or 3 channels; got {channels}")
+    return height, width, channels
+
+
+def checked_classes(classes):
+    """`classes` as a tuple of ints, if they are distinct whole numbers (a NumPy array's too)."""
+    values = classes.tolist() if isinstance(classes, np.ndarray) else classes
+    if isinstance(values, str) or not isinstance(values, Sequence) or any(
+            isinstance(value, bool) or not isinstance(value, numbers.Integral) for value in values) \
+            or len(set(values)) != len(values):
+        raise BadValue(f"classes must be {CLASSES}; got {classes!r}", 'classes', classes, CLASSES)
+    return tuple(int(value) for value in values)
 
 
 # ----------------------------------------------------------------- the discriminator

@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 
 from condgan import cifar10, datasets
+from condgan.checks import MAX_Z_DIM
 
 # The book's hyperparameters, the same for the three recipes.
 BATCH_SIZE = 32
@@ -25,10 +26,6 @@ VARIANT_DEFAULTS = {'book': {'learning_rate': LEARNING_RATE, 'beta1': BETA1},
                     'modern': {'learning_rate': 0.0002, 'beta1': 0.5}}
 DEFAULT_VARIANT = 'book'
 
-
-# The generator's first layer holds (z_dim + classes) x 25,088 weights, three times with Adam's
-# moments: 1.2 GB at this bound. Far above it TensorFlow fails with no word of --z-dim.
-MAX_Z_DIM = 4096
 OUT_DIR = 'runs'
 
 

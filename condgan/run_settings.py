@@ -2,8 +2,9 @@
 folder into the `ModelConfig` and `TrainingSettings` that the run trains with.
 
 Both the command line (`commands.train_recipe`) and `CGan.fit` call it, with the folder
-locked. It knows nothing of how the data was loaded: `Data` describes any source by what it
-fixes of the model (image shape, classes, class names).
+locked, on a `runs.TrainingData`: what the data fixes of the model (image shape, classes,
+class names) comes from there. A run's config.json is read back here too (`recorded`): each
+value is checked by the dataclass it was written from, so every bound is written once.
 
 Each setting is the value the user gave; else, when a run is resumed, the run's own (in its
 config.json); else the default (a recipe's, or the dataclasses'; Adam's from the variant).
@@ -11,14 +12,16 @@ A given value that contradicts the run being resumed is refused, naming it; so i
 that holds training that a new run would overwrite. A folder without a checkpoint holds no
 training to lose: a run there starts afresh, also when asked to resume.
 """
+import json
 import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from condgan.checks import BadValue
 from condgan.model import ModelConfig
 from condgan.precision import default_precision
 from condgan.recipes import DEFAULT_VARIANT, VARIANT_DEFAULTS
-from condgan.runs import CONFIG_FILE, RunFolderError, fresh_seed, run_files, saved_record
+from condgan.runs import CONFIG_FILE, RunFolderError, fresh_seed, read_json, run_files
 from condgan.training import TrainingSettings
 
 MODEL_SETTINGS = ('z_dim', 'alpha', 'smooth', 'variant')  # the rest of ModelConfig is the data's
@@ -27,20 +30,6 @@ TRAINING_SETTINGS = tuple(field.name for field in fields(TrainingSettings))
 RESUMABLE_CHANGES = ('epochs', 'learning_rate', 'precision', 'xla', 'max_to_keep')
 # How this machine computes best: never taken from a run that may have trained elsewhere.
 MACHINE_SETTINGS = ('precision',)
-
-
-@dataclass(frozen=True)
-class Data:
-    """What the training data fixes of a model."""
-    image_shape: tuple        # (height, width, channels)
-    classes: tuple            # the label values, sorted; () for unlabeled data
-    class_names: tuple = None  # a name per class; None: the run's own, else the values
-
-    @classmethod
-    def of(cls, dataset, class_names=None):
-        """A `datasets.Dataset`'s."""
-        classes = () if dataset.labels is None else tuple(dataset.classes.tolist())
-        return cls(dataset.data.shape[1:], classes, class_names)
 
 
 @dataclass(frozen=True)
@@ -53,9 +42,10 @@ class Run:
 
 
 def settle(folder, data, given, resume=False, defaults=None):
-    """The `Run` that training in `folder` on `data` does, from `given` ({setting name: value},
-    None for one the user did not give; names of MODEL_SETTINGS and TRAINING_SETTINGS) and
-    `defaults` ({setting name: value}: e.g. a recipe's epochs). Call it with `folder` locked.
+    """The `Run` that training in `folder` on `data` (a `runs.TrainingData`) does, from
+    `given` ({setting name: value}, None for one the user did not give; names of
+    MODEL_SETTINGS and TRAINING_SETTINGS) and `defaults` ({setting name: value}: e.g. a
+    recipe's epochs). Call it with `folder` locked.
     """
     folder = Path(folder)
     given = {name: value for name, value in given.items() if value is not None}
@@ -71,9 +61,9 @@ def settle(folder, data, given, resume=False, defaults=None):
                                  f"choose another folder to train a new model")
         print(f"{folder} holds no checkpoint to resume: starting the run afresh", file=sys.stderr)
     record = run_record(folder) if resume else {}
-    config, settings, class_names = resolved(data, given, {**record.get('model', {}), **record.get('training', {}),
-                                                           'class_names': record.get('class_names')},
-                                             defaults)
+    config, settings, class_names = resolved(data.image_shape, data.classes, data.class_names, given,
+                                             {**record.get('model', {}), **record.get('training', {}),
+                                              'class_names': record.get('class_names')}, defaults)
     if settings.seed is None:
         settings = TrainingSettings(**{**asdict(settings), 'seed': fresh_seed()})
     if checkpointed and record:
@@ -81,19 +71,21 @@ def settle(folder, data, given, resume=False, defaults=None):
     return Run(config, settings, class_names, resume=checkpointed and resume)
 
 
-def resolved(data, given, recorded=None, defaults=None):
-    """(ModelConfig, TrainingSettings, class names) from `given`, else `recorded`, else
-    `defaults`, else the dataclasses' defaults; the seed stays None if none of them has one."""
+def resolved(image_shape, classes, class_names, given, recorded=None, defaults=None):
+    """(ModelConfig, TrainingSettings, class names) of data of `image_shape` and `classes`
+    named `class_names` (None: as recorded, else the values), the settings from `given`, else
+    `recorded`, else `defaults`, else the dataclasses' defaults; the seed stays None if none
+    of them has one."""
     recorded = {name: value for name, value in (recorded or {}).items()
                 if value is not None and name not in MACHINE_SETTINGS}
     chosen = {**(defaults or {}), **recorded, **given}
-    config = ModelConfig(data.image_shape, data.classes, **{
+    config = ModelConfig(image_shape, classes, **{
         name: chosen[name] for name in MODEL_SETTINGS if name in chosen})
     optimiser = VARIANT_DEFAULTS[config.variant]
     precision = chosen.get('precision', 'auto')
     settings = TrainingSettings(**{**optimiser, **{name: chosen[name] for name in TRAINING_SETTINGS if name in chosen},
                                    'precision': default_precision() if precision == 'auto' else precision})
-    names = data.class_names if data.class_names is not None else chosen.get('class_names')
+    names = class_names if class_names is not None else chosen.get('class_names')
     return config, settings, class_names_of(config.classes, names)
 
 
@@ -113,12 +105,35 @@ def run_record(folder):
     path = Path(folder) / CONFIG_FILE
     if not path.exists():
         return {}
-    record = saved_record(folder)  # every recorded value checked, naming the file and key
+    record = recorded(folder)
     for section in ('model', 'training'):
         if section not in record:
             raise RunFolderError(f"{path} has no {section!r} entry")
-        if not isinstance(record[section], dict):
+    return record
+
+
+def recorded(folder):
+    """The run's config.json ({} if none), every setting it records checked by the dataclass
+    it was written from: a hand-edited value is a RunFolderError naming the file, the key, the
+    value and what was expected. The machine's settings are not checked: never taken from a
+    run, they may name a precision that only another version knows."""
+    path = Path(folder) / CONFIG_FILE
+    record = read_json(path) if path.exists() else {}
+    for section, settings_class in (('model', ModelConfig), ('training', TrainingSettings)):
+        settings = record.get(section, {})
+        if not isinstance(settings, dict):
             raise RunFolderError(f"{path}: its {section!r} is not an object")
+        names = [field.name for field in fields(settings_class) if field.name not in MACHINE_SETTINGS]
+        try:
+            settings_class(**{name: settings[name] for name in names if name in settings})
+        except BadValue as error:
+            raise RunFolderError(f"{path}: {section}.{error.name} is {json.dumps(error.value)}; "
+                                 f"expected {error.expected}") from None
+    names, classes = record.get('class_names'), record.get('model', {}).get('classes')
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)
+                                  and (classes is None or len(names) == len(classes))):
+        raise RunFolderError(f"{path}: class_names is {json.dumps(names)}; expected a list of "
+                             f"{'' if classes is None else len(classes)} names, one per class")
     return record
 
 
@@ -140,3 +155,8 @@ def check_same_run(folder, record, config, settings, class_names):
 def normalized(value):
     """JSON's view of a value: tuples are lists, so a record compares with a live config."""
     return [normalized(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+class Data:
+    """What a CGan pickled before `runs.TrainingData` holds as its `data`: only so that such a
+    pickle loads (CGan.__setstate__ drops it)."""

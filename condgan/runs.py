@@ -6,15 +6,15 @@ import contextlib
 import errno
 import fcntl
 import json
-import math
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from condgan.files import write_atomically
-from condgan.recipes import MAX_Z_DIM, VARIANT_DEFAULTS
 
 CONFIG_FILE = 'config.json'  # the model and training settings, written before the first step
 LOCK_FILE = '.lock'
@@ -22,6 +22,35 @@ LOCK_FILE = '.lock'
 
 class RunFolderError(ValueError):
     """A run folder that cannot be used as asked: locked, taken, or inconsistent."""
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What a run trains on: images, their labels and the classes' names. The model takes its
+    image shape and classes from it (run_settings.settle); the command line also records in
+    run.json where the data came from."""
+    images: np.ndarray         # uint8 (N, H, W, C)
+    labels: np.ndarray = None  # (N,), or None: an unconditional model
+    class_names: tuple = None  # by class value, in order; None: the run's own, else the values
+    # What the command line records of a recipe's dataset files or an image folder:
+    title: str = None          # for the last line: 'MNIST handwritten digits', a folder
+    recipe: str = None         # run.json's 'recipe': a recipe's name, or 'folder'
+    dataset: str = None        # run.json's 'dataset'
+    record: dict = None        # run.json's 'data': what the run was trained on
+    source: dict = None        # CGan.data_source: where an image folder's model came from
+    # The resumed run's 'data' -> the 'data' to record, or a refusal if the data changed.
+    resumed_record: Callable = lambda recorded: recorded
+    keep: Callable = lambda run_dir: None  # writes what a resume reuses (a folder's cache)
+    epochs: int = None         # the default of --epochs: the recipe's, or an image folder's
+
+    @property
+    def image_shape(self):
+        return self.images.shape[1:]
+
+    @property
+    def classes(self):
+        """The label values, sorted; () for unlabeled images."""
+        return () if self.labels is None else tuple(np.unique(self.labels).tolist())
 
 
 def run_files(folder):
@@ -91,82 +120,6 @@ def make_folder(folder):
 def fresh_seed():
     """A seed for a run that was given none; it is recorded, so a resume repeats it."""
     return int(np.random.SeedSequence().entropy % 2**31)
-
-
-def saved_model_settings(folder):
-    """The model configuration that the run in `folder` recorded ({} if none)."""
-    return saved_section(folder, 'model')
-
-
-def saved_section(folder, section):
-    """One section of the run's config.json ({} if none); a RunFolderError naming the file if
-    it is not an object (a hand-edited record)."""
-    settings = saved_record(folder).get(section, {})
-    if not isinstance(settings, dict):
-        raise RunFolderError(f"{Path(folder) / CONFIG_FILE}: its {section!r} is not an object")
-    return settings
-
-
-def saved_record(folder):
-    """The run's config.json ({} if none), every setting it records checked: a hand-edited
-    value is a RunFolderError naming the file, the key, the value and what was expected."""
-    path = Path(folder) / CONFIG_FILE
-    record = read_json(path) if path.exists() else {}
-    for section, expectations in RECORDED_SETTINGS.items():
-        settings = record.get(section, {})
-        for key, (expected, fits) in expectations.items():
-            if isinstance(settings, dict) and key in settings and not fits(settings[key]):
-                raise RunFolderError(f"{path}: {section}.{key} is {json.dumps(settings[key])}; "
-                                     f"expected {expected}")
-    model, names = record.get('model'), record.get('class_names')
-    classes = model.get('classes') if isinstance(model, dict) else None
-    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)
-                                  and (classes is None or len(names) == len(classes))):
-        raise RunFolderError(f"{path}: class_names is {json.dumps(names)}; expected a list of "
-                             f"{'' if classes is None else len(classes)} names, one per class")
-    return record
-
-
-def whole(value, low=0, high=None):
-    """A JSON whole number (not true or false) from `low` to `high`."""
-    return (isinstance(value, int) and not isinstance(value, bool) and value >= low
-            and (high is None or value <= high))
-
-
-def number(value, low=-math.inf, high=math.inf):
-    """A finite JSON number (not true or false) in [low, high)."""
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value) and low <= value < high)
-
-
-def image_shape(value):
-    return (isinstance(value, list) and len(value) == 3 and all(whole(n, 1) for n in value)
-            and value[0] % 4 == 0 and value[1] % 4 == 0 and value[2] in (1, 3))
-
-
-# What config.json's `model` and `training` sections hold: (what is expected, its check).
-RECORDED_SETTINGS = {
-    'model': {
-        'image_shape': ('[height, width, channels]: sides multiples of 4, 1 or 3 channels', image_shape),
-        'classes': ('a list of distinct whole numbers', lambda value: isinstance(value, list)
-                    and all(whole(n, -2**63) for n in value) and len(set(value)) == len(value)),
-        'z_dim': (f'a whole number from 1 to {MAX_Z_DIM}', lambda value: whole(value, 1, MAX_Z_DIM)),
-        'alpha': ('a number', number),
-        'smooth': ('a number in [0, 1)', lambda value: number(value, 0, 1)),
-        'variant': ('one of ' + ', '.join(map(json.dumps, VARIANT_DEFAULTS)),
-                    lambda value: value in VARIANT_DEFAULTS),
-    },
-    'training': {
-        'epochs': ('a whole number of at least 1', lambda value: whole(value, 1)),
-        'batch_size': ('a whole number of at least 1', lambda value: whole(value, 1)),
-        'learning_rate': ('a positive number', lambda value: number(value) and value > 0),
-        'beta1': ('a number in [0, 1)', lambda value: number(value, 0, 1)),
-        'seed': ('null or a whole number from 0 to 2**63 - 1',
-                 lambda value: value is None or whole(value, 0, 2**63 - 1)),
-        'xla': ('true or false', lambda value: isinstance(value, bool)),
-        'max_to_keep': ('a whole number of at least 1', lambda value: whole(value, 1)),
-    },
-}
 
 
 def write_json(path, record):

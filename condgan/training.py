@@ -23,7 +23,7 @@ import tensorflow as tf
 from tqdm import tqdm  # tqdm.auto wants ipywidgets in Jupyter; text bars work everywhere
 
 from condgan import checkpoints
-from condgan.checks import one_of, real_number, whole_number
+from condgan.checks import none_or, one_of, real_number, true_or_false, whole_number
 from condgan.datasets import batch_indices
 from condgan.files import write_atomically
 from condgan.generation import generator_inputs, grid_layout, session_config
@@ -61,11 +61,10 @@ class TrainingSettings:
                        batch_size=whole_number('batch_size', self.batch_size),
                        learning_rate=real_number('learning_rate', self.learning_rate, minimum=0),
                        beta1=real_number('beta1', self.beta1, minimum=0, below=1),
-                       seed=None if self.seed is None else whole_number('seed', self.seed, 0, 2**63 - 1),
+                       seed=none_or(whole_number, 'seed', self.seed, 0, 2**63 - 1),
                        precision=one_of('precision', self.precision, list(COMPUTE_DTYPES)),
-                       max_to_keep=whole_number('max_to_keep', self.max_to_keep), xla=bool(self.xla))
-        if not isinstance(self.xla, (bool, np.bool_)):
-            raise ValueError(f"xla must be True or False; got {self.xla!r}")
+                       xla=true_or_false('xla', self.xla),
+                       max_to_keep=whole_number('max_to_keep', self.max_to_keep))
         for name, value in checked.items():
             object.__setattr__(self, name, value)
 

@@ -116,16 +116,17 @@ RESUME = ['run_mnist.py', '--resume', '--max-steps', '4', *FAST_RUN]
 @pytest.mark.parametrize('section, key, value, expected, arguments', [
     ('model', 'z_dim', 'abc', 'a whole number from 1 to 4096', ['cgan.py', 'generate', '{run}', '-o', 'x.png']),
     ('model', 'z_dim', -5, 'a whole number from 1 to 4096', RESUME),
-    ('model', 'variant', 'fancy', 'one of "book", "modern"', ['cgan.py', 'evaluate', '{run}']),
-    ('training', 'seed', 'x', 'null or a whole number from 0 to 2\\*\\*63 - 1', RESUME),
-    ('training', 'learning_rate', 'fast', 'a positive number', RESUME),
+    ('model', 'variant', 'fancy', "one of 'book', 'modern'", ['cgan.py', 'evaluate', '{run}']),
+    ('training', 'seed', 'x', 'None or a whole number from 0 to 9223372036854775807', RESUME),
+    ('training', 'learning_rate', 'fast', 'a number of at least 0', RESUME),
+    ('model', 'alpha', -0.5, 'a number of at least 0', ['cgan.py', 'generate', '{run}', '-o', 'x.png']),
     ('model', 'image_shape', [28, 28], r'\[height, width, channels\]: sides multiples of 4, 1 or 3 channels',
      ['cgan.py', 'synthesize', '{run}', '-o', 'made']),
     ('model', 'z_dim', -5, 'a whole number from 1 to 4096', ['cgan.py', 'export', '{run}', 'saved']),
-    ('model', 'variant', 'fancy', 'one of "book", "modern"', ['-c', FROM_CHECKPOINT, '{run}']),
+    ('model', 'variant', 'fancy', "one of 'book', 'modern'", ['-c', FROM_CHECKPOINT, '{run}']),
 ], ids=['z_dim abc: generate', 'z_dim -5: resume', 'variant fancy: evaluate', 'seed x: resume',
-        'learning_rate fast: resume', 'image_shape of two: synthesize', 'z_dim -5: export',
-        'variant fancy: from_checkpoint'])
+        'learning_rate fast: resume', 'alpha -0.5: generate', 'image_shape of two: synthesize',
+        'z_dim -5: export', 'variant fancy: from_checkpoint'])
 def test_a_hand_edited_config_is_one_line_naming_the_key(run_copy, tmp_path, section, key, value, expected,
                                                          arguments):
     config = run_copy / 'config.json'

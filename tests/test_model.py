@@ -83,7 +83,7 @@ def test_the_modern_variant_has_its_own_networks(dataset, tmp_path):
     assert shapes['discriminator/conv2d/kernel'] == (5, 5, 1, 64)
     assert shapes['discriminator/embedding/kernel'] == (10, 7 * 7 * 128)
     assert not any(name.startswith('discriminator/batch_normalization') for name in shapes)
-    with pytest.raises(ValueError, match="variant must be one of book, modern; got 'new'"):
+    with pytest.raises(ValueError, match="variant must be one of 'book', 'modern'; got 'new'"):
         model.ModelConfig(variant='new')
 
 

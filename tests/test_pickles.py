@@ -68,3 +68,15 @@ print(gan.classes, gan.image_shape)
         result = run_python((load + check).format(folder=tmp_path), cwd=cwd)
         assert result.returncode == 0, result.stderr[-3000:]
         assert result.stdout.strip() == '[3, 5, 7] (8, 8, 1)'
+
+
+def test_a_pickle_that_holds_its_data_description_still_loads():
+    """tests/data/cgan_format1_data.pkl was written by the version whose CGan kept a
+    `run_settings.Data` (an 8x8 model of classes 3, 5, 7, not trained): it loads, with its
+    configuration and class names, and cannot train (it has no dataset)."""
+    with open(os.path.join(REPO, 'tests', 'data', 'cgan_format1_data.pkl'), 'rb') as f:
+        gan = pickle.load(f)
+    assert (gan.classes, gan.image_shape, gan.z_dim, gan.learning_rate, gan.class_names) == \
+        ([3, 5, 7], (8, 8, 1), 8, 0.001, ('three', 'five', 'seven'))
+    with pytest.raises(ValueError, match='has no dataset'):
+        gan.fit(plot=False)

@@ -2,14 +2,15 @@
 of what it is given (issue 24, item 12): a value the user gives is trained with or refused,
 never ignored; a bad one is a ValueError that names the argument."""
 import json
+import re
 
 import numpy as np
 import pytest
 
 from condgan.datasets import Dataset, load_mnist
 from condgan.gan import CGan
-from condgan.run_settings import Data, settle
-from condgan.runs import RunFolderError
+from condgan.run_settings import settle
+from condgan.runs import RunFolderError, TrainingData
 from condgan.training import TrainingSettings
 
 
@@ -40,7 +41,7 @@ def test_the_constructors_learning_rate_and_beta1_are_trained_with_and_recorded(
 
 
 def test_settle_resolves_given_then_the_runs_own_then_the_defaults(dataset, tmp_path):
-    data = Data.of(dataset)
+    data = TrainingData(dataset.data, dataset.labels)
     fresh = settle(tmp_path / 'new', data, {'z_dim': 10, 'learning_rate': None}, defaults={'epochs': 7})
     assert (fresh.config.z_dim, fresh.settings.epochs, fresh.settings.learning_rate, fresh.resume) == \
         (10, 7, 0.0002, False)
@@ -109,7 +110,7 @@ def test_bad_constructor_values_are_value_errors_naming_the_argument(dataset, tm
 def test_a_model_without_data_checks_its_classes_and_image_shape():
     with pytest.raises(ValueError, match=r'image_shape must be \(height, width, channels\)'):
         CGan(None, classes=[0, 1], image_shape=(28, 28))
-    with pytest.raises(ValueError, match='classes must be a sequence of whole numbers'):
+    with pytest.raises(ValueError, match='classes must be a sequence of distinct whole numbers'):
         CGan(None, classes=['a', 'b'], image_shape=(28, 28, 1))
 
 
@@ -119,3 +120,29 @@ def test_training_settings_check_themselves():
     with pytest.raises(ValueError, match="precision must be one of 'float32'"):
         TrainingSettings(precision='half')
     assert TrainingSettings(epochs=np.int64(3)).epochs == 3
+
+
+# Values that the Python API and a run's config.json judged differently: the API took z_dim
+# 5000 or the classes [3, 3], which config.json refused; config.json took an alpha of -0.5,
+# and the command then failed without naming the file; a variant [] was a TypeError.
+DISPUTED = [('model', 'z_dim', 5000), ('model', 'classes', [3, 3]), ('model', 'classes', [0, True]),
+            ('model', 'alpha', -0.5), ('model', 'variant', [])]
+
+
+@pytest.mark.parametrize('section, key, value', DISPUTED, ids=[f'{key} {value}' for _, key, value in DISPUTED])
+def test_the_api_and_a_runs_record_refuse_the_same_values(tmp_path, section, key, value):
+    with pytest.raises(ValueError, match=f'^{key} must be '):
+        CGan(None, **{'classes': [3, 5], 'image_shape': (8, 8, 1), key: value})
+    config = tmp_path / 'config.json'
+    config.write_text(json.dumps({'model': {key: value} if section == 'model' else {},
+                                  'training': {key: value} if section == 'training' else {}}))
+    with pytest.raises(RunFolderError, match=f'^{re.escape(f"{config}: {section}.{key} is {json.dumps(value)}; expected ")}'):
+        CGan.from_checkpoint(str(tmp_path))
+
+
+def test_a_run_trained_at_a_learning_rate_of_0_loads(dataset, tmp_path):
+    """The API trains at 0 (nothing moves: tests/test_training.py shows the rate is used), and
+    config.json refused the run it recorded: no command could load it."""
+    make_gan(dataset, tmp_path, learning_rate=0).fit(max_steps=1, save_every_n=1, plot=False)
+    assert training_record(tmp_path)['learning_rate'] == 0
+    assert CGan.from_checkpoint(str(tmp_path / 'mnist')).generate_new(rows=1, cols=2, plot=False).shape == (2, 28, 28, 1)
