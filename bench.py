@@ -115,7 +115,11 @@ def memory_in_own_process(kind, args):
                '--image-shape', 'x'.join(map(str, args.image_shape)), '--variants', *args.variants]
     if args.data_dir:
         command += ['--data-dir', args.data_dir]
-    child = subprocess.run(command, capture_output=True, text=True, check=True)
+    child = subprocess.run(command, capture_output=True, text=True)
+    if child.returncode:
+        last_line = (child.stderr.strip().splitlines() or ['no message'])[-1]
+        raise SystemExit(f"bench.py: measuring the memory of {kind} failed (exit status "
+                         f"{child.returncode}): {last_line}")
     return json.loads(child.stdout.strip().splitlines()[-1])
 
 
